@@ -1,0 +1,41 @@
+# Meridian — see README.md. Every target works from a fresh clone with Go 1.26.
+GO        ?= go
+BIN       := bin/meridian
+FUZZTIME  ?= 30s
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: build test bench fuzz demo lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/meridian
+
+# The README's test command; CI runs it through .ci/run. The invariants tag turns on the
+# expensive internal consistency checks of the deterministic cores.
+test:
+	$(GO) test -race -count=1 -tags invariants ./...
+
+# Performance targets are benchmarks, not timed tests (docs/performance.md). One core, as the
+# targets are stated per core.
+bench:
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchmem ./wire
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkTick' -benchtime 200x -timeout 30m ./cellserver
+
+# Runs every fuzz target for FUZZTIME each (the committed seed corpora run in `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+demo: build
+	./$(BIN) demo
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/sim-tests/bots"
+)
+
+// runDemo is the README's first command: one standalone cell server and a crowd of bots in
+// this process, over real KCP on 127.0.0.1, with a live line every second and a summary.
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meridian demo", flag.ContinueOnError)
+	var o cellOptions
+	addCellFlags(fs, &o, "127.0.0.1:0", "127.0.0.1:0", 256)
+	bc := bots.DefaultConfig("", 500)
+	addBotFlags(fs, &bc)
+	duration := fs.Duration("duration", 30*time.Second, "how long the crowd plays")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config(time.Now())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := newRegistry()
+	srv, err := cellserver.NewStandalone(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	maddr, err := serveMetrics(ctx, o.metrics, reg, log)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	bc.Addr = srv.Listener.Addr().String()
+	fmt.Printf("Meridian demo: 1 cell server (standalone, %.0f m × %.0f m world, %d Hz, AOI %.0f/%.0f m) + %d %s bots over KCP for %v\n",
+		o.world, o.world, cfg.World.TickHz, o.aoiEnter, o.aoiLeave, bc.N, bc.Behavior, *duration)
+	fmt.Printf("  server %s   metrics http://%s/metrics\n", bc.Addr, maddr)
+
+	start := time.Now()
+	r, err := bots.Connect(ctx, bc)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	fmt.Printf("  %d bots connected in %v\n", bc.N, time.Since(start).Round(time.Millisecond))
+	srv.Driver.TakeWindow() // the summary covers the run, not the connection phase
+	runCtx, stopRun := context.WithTimeout(ctx, *duration)
+	defer stopRun()
+	go r.Run(runCtx)
+
+	meter := newBotMeter(r)
+	var all []time.Duration
+	var bytesOut, overruns, skipped int
+	tk := time.NewTicker(time.Second)
+	defer tk.Stop()
+	run := time.Now()
+loop:
+	for {
+		select {
+		case <-runCtx.Done():
+			break loop
+		case <-tk.C:
+			w := srv.Driver.TakeWindow()
+			all = append(all, w.Durations...)
+			bytesOut += w.BytesOut
+			overruns += w.Overruns
+			skipped += w.Skipped
+			t, kbit, _ := meter.sample()
+			fmt.Printf("t=%3.0fs tick p50 %5.2f ms p99 %5.2f ms (%2d ticks)  clients %d  entities %d  %.2f kbit/s per client (server %.2f)  RTT p50 %v\n",
+				time.Since(run).Seconds(), ms(w.Quantile(0.5)), ms(w.Quantile(0.99)), len(w.Durations), w.Clients, w.Entities,
+				kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
+		}
+	}
+	el := time.Since(run).Seconds()
+	total := r.Totals()
+	r.Close()
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	n := float64(max(1, total.Bots))
+	fmt.Printf("\nsummary over %.1f s:\n", el)
+	fmt.Printf("  ticks        %d run, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d overruns, %d skipped\n",
+		len(all), ms(cellserver.DurationQuantile(all, 0.5)), ms(cellserver.DurationQuantile(all, 0.99)), ms(cellserver.DurationQuantile(all, 1)), overruns, skipped)
+	fmt.Printf("  bandwidth    %.2f kbit/s per client received (server built %.2f kbit/s per client)\n",
+		float64(total.BytesReceived)*8/1000/el/n, float64(bytesOut)*8/1000/el/n)
+	fmt.Printf("  snapshots    %d received (%.1f/s per client), %d decode errors\n", total.SnapshotsReceived, float64(total.SnapshotsReceived)/el/n, total.DecodeErrors)
+	fmt.Printf("  sessions     %d bots, %d dropped during the run, RTT p50 %v p99 %v\n", total.Bots, total.Disconnected, total.RTTp50.Round(100*time.Microsecond), total.RTTp99.Round(100*time.Microsecond))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config tunes the client edge.
+type Config struct {
+	Listen           string        // UDP address for KCP, e.g. "127.0.0.1:7777"
+	MaxSessions      int           // concurrent sessions; further hellos get ReasonServerFull
+	MaxSessionsPerIP int           // 0 = unlimited (kcp-go has no per-address limit of its own)
+	HelloTimeout     time.Duration // a session must say hello within this
+	IdleTimeout      time.Duration // a session silent this long is closed
+	InputsPerSecond  int           // sustained input rate per session; excess inputs are rejected
+	InputBurst       int           // token-bucket burst for inputs
+	MaxBadFrames     int           // malformed or unknown frames tolerated before the session is closed
+	// KCP tuning (kcp-go NoDelay): fast mode by default (LESSONS.md: nodelay(1, 10, 2, 1)).
+	KCPNoDelay, KCPInterval, KCPResend, KCPNoCongestion int
+	KCPWindow                                           int // send/receive window, packets
+	// AcceptToken decides whether a hello's token is valid. nil accepts any non-empty token
+	// (development mode); a later issue plugs real authentication in here.
+	AcceptToken func(token []byte) bool
+}
+
+// DefaultConfig returns a Config for a LAN or a local machine.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:7777",
+		MaxSessions:      20000,
+		MaxSessionsPerIP: 0,
+		HelloTimeout:     5 * time.Second,
+		IdleTimeout:      15 * time.Second,
+		InputsPerSecond:  60,
+		InputBurst:       30,
+		MaxBadFrames:     8,
+		KCPNoDelay:       1,
+		KCPInterval:      10,
+		KCPResend:        2,
+		KCPNoCongestion:  1,
+		KCPWindow:        256,
+	}
+}
+
+// Validate names the first field that is out of bounds.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return fmt.Errorf("gateway: Listen must be set")
+	case c.MaxSessions < 1:
+		return fmt.Errorf("gateway: MaxSessions (%d) must be ≥ 1", c.MaxSessions)
+	case c.MaxSessionsPerIP < 0:
+		return fmt.Errorf("gateway: MaxSessionsPerIP (%d) must be ≥ 0", c.MaxSessionsPerIP)
+	case c.HelloTimeout <= 0:
+		return fmt.Errorf("gateway: HelloTimeout (%v) must be > 0", c.HelloTimeout)
+	case c.IdleTimeout <= 0:
+		return fmt.Errorf("gateway: IdleTimeout (%v) must be > 0", c.IdleTimeout)
+	case c.InputsPerSecond < 1:
+		return fmt.Errorf("gateway: InputsPerSecond (%d) must be ≥ 1", c.InputsPerSecond)
+	case c.InputBurst < 1:
+		return fmt.Errorf("gateway: InputBurst (%d) must be ≥ 1", c.InputBurst)
+	case c.MaxBadFrames < 0:
+		return fmt.Errorf("gateway: MaxBadFrames (%d) must be ≥ 0", c.MaxBadFrames)
+	case c.KCPInterval < 1 || c.KCPInterval > 100:
+		return fmt.Errorf("gateway: KCPInterval (%d ms) must be in [1, 100]", c.KCPInterval)
+	case c.KCPWindow < 16 || c.KCPWindow > 4096:
+		return fmt.Errorf("gateway: KCPWindow (%d) must be in [16, 4096]", c.KCPWindow)
+	}
+	return nil
+}

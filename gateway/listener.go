@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/meridian-mmo/meridian/wire"
+)
+
+// SessionID names a client session on one edge. It is never reused by that edge.
+type SessionID uint32
+
+// Backend is what the edge serves: the cell server in standalone mode, later the router of
+// the gateway process. Calls come from session reader goroutines, concurrently; an
+// implementation queues them for its tick and returns quickly.
+type Backend interface {
+	// Open is called once per session after a valid hello. The backend answers with
+	// Listener.SendControl(id, welcome frame) or Listener.Disconnect.
+	Open(id SessionID, token []byte)
+	Input(id SessionID, in wire.Input)
+	Ack(id SessionID, t wire.Tick)
+	// Close is called once for every session Open was called for.
+	Close(id SessionID)
+	// Tick is the backend's current tick, stamped into pongs.
+	Tick() wire.Tick
+}
+
+// Listener accepts KCP sessions and runs them.
+type Listener struct {
+	cfg     Config
+	backend Backend
+	metrics *Metrics
+	log     *slog.Logger
+	ln      *kcp.Listener
+
+	mu       sync.Mutex // guards the fields below; taken before Session.mu
+	sessions map[SessionID]*Session
+	perIP    map[string]int
+	nextID   SessionID
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// Listen binds the KCP listener. Serve must be called to accept sessions.
+func Listen(cfg Config, backend Backend, reg prometheus.Registerer, log *slog.Logger) (*Listener, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	ln, err := kcp.ListenWithOptions(cfg.Listen, nil, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)
+	}
+	_ = ln.SetReadBuffer(8 << 20)
+	_ = ln.SetWriteBuffer(8 << 20)
+	return &Listener{
+		cfg:      cfg,
+		backend:  backend,
+		metrics:  NewMetrics(reg),
+		log:      log,
+		ln:       ln,
+		sessions: make(map[SessionID]*Session),
+		perIP:    make(map[string]int),
+	}, nil
+}
+
+// Addr is the bound UDP address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Metrics returns the edge's collectors.
+func (l *Listener) Metrics() *Metrics { return l.metrics }
+
+// Serve accepts sessions until ctx ends or Close is called, then closes every session.
+func (l *Listener) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for {
+		conn, err := l.ln.AcceptKCP()
+		if err != nil {
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed || ctx.Err() != nil {
+				l.wg.Wait()
+				return nil
+			}
+			return fmt.Errorf("gateway: accept: %w", err)
+		}
+		l.accept(conn)
+	}
+}
+
+func (l *Listener) accept(conn *kcp.UDPSession) {
+	conn.SetNoDelay(l.cfg.KCPNoDelay, l.cfg.KCPInterval, l.cfg.KCPResend, l.cfg.KCPNoCongestion)
+	conn.SetWindowSize(l.cfg.KCPWindow, l.cfg.KCPWindow)
+	conn.SetStreamMode(true)
+	conn.SetWriteDelay(false)
+	conn.SetACKNoDelay(true)
+	ip := hostOf(conn.RemoteAddr())
+
+	l.mu.Lock()
+	reason := ""
+	switch {
+	case l.closed:
+		reason = "shutdown"
+	case len(l.sessions) >= l.cfg.MaxSessions:
+		reason = "server_full"
+	case l.cfg.MaxSessionsPerIP > 0 && l.perIP[ip] >= l.cfg.MaxSessionsPerIP:
+		reason = "per_ip_limit"
+	}
+	if reason != "" {
+		l.mu.Unlock()
+		l.metrics.SessionsRejected.WithLabelValues(reason).Inc()
+		frame := (&wire.Disconnect{Reason: wire.ReasonServerFull, Message: reason}).AppendFrame(nil)
+		_, _ = conn.Write(frame)
+		_ = conn.Close()
+		return
+	}
+	l.nextID++
+	s := newSession(l, l.nextID, conn, ip)
+	l.sessions[s.id] = s
+	l.perIP[ip]++
+	l.wg.Add(2)
+	l.mu.Unlock()
+	l.metrics.Sessions.Inc()
+	go s.readLoop()
+	go s.writeLoop()
+}
+
+// remove forgets a session; called once by the session when it ends.
+func (l *Listener) remove(s *Session) {
+	l.mu.Lock()
+	delete(l.sessions, s.id)
+	if l.perIP[s.ip]--; l.perIP[s.ip] <= 0 {
+		delete(l.perIP, s.ip)
+	}
+	l.mu.Unlock()
+	l.metrics.Sessions.Dec()
+}
+
+func (l *Listener) session(id SessionID) *Session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sessions[id]
+}
+
+// SendSnapshot queues a snapshot frame for a session, replacing one that was not sent yet.
+// The frame is copied; the caller may reuse it. Unknown sessions are ignored (they closed).
+func (l *Listener) SendSnapshot(id SessionID, frame []byte) {
+	if s := l.session(id); s != nil {
+		s.queueSnapshot(frame)
+	}
+}
+
+// SendControl queues a frame that must not be dropped (welcome, pong, disconnect).
+func (l *Listener) SendControl(id SessionID, frame []byte) {
+	if s := l.session(id); s != nil {
+		s.queueControl(frame)
+	}
+}
+
+// Disconnect sends a disconnect frame and closes the session once it is written.
+func (l *Listener) Disconnect(id SessionID, reason wire.DisconnectReason, msg string) {
+	if s := l.session(id); s != nil {
+		s.disconnect(reason, msg)
+	}
+}
+
+// Sessions is the number of open sessions.
+func (l *Listener) Sessions() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.sessions)
+}
+
+// Close stops accepting, disconnects every session and waits for their goroutines.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	all := make([]*Session, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		all = append(all, s)
+	}
+	l.mu.Unlock()
+	for _, s := range all {
+		s.disconnect(wire.ReasonShutdown, "server shutting down")
+	}
+	err := l.ln.Close()
+	l.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func hostOf(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}

@@ -1,0 +1,290 @@
+package gateway
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/meridian-mmo/meridian/wire"
+)
+
+const (
+	maxControlQueue = 64              // queued control frames before a session is judged stuck
+	writeTimeout    = 3 * time.Second // a write blocked this long (window full) ends the session
+)
+
+// Session is one client connection on the edge.
+type Session struct {
+	l    *Listener
+	id   SessionID
+	conn *kcp.UDPSession
+	ip   string
+
+	wake chan struct{} // cap 1: the writer has something to do
+	done chan struct{} // closed when the session ends
+	once sync.Once
+
+	mu        sync.Mutex // guards the fields below
+	control   [][]byte   // frames that must be sent, in order
+	snap      []byte     // newest snapshot frame not yet handed to the writer
+	hasSnap   bool
+	writerBuf []byte // the buffer the writer currently owns; swapped with snap
+	closing   bool   // a disconnect is queued: write what is queued, then end
+	opened    bool   // Backend.Open was called
+
+	// reader-goroutine state
+	tokens   float64
+	lastFill time.Time
+	bad      int
+}
+
+func newSession(l *Listener, id SessionID, conn *kcp.UDPSession, ip string) *Session {
+	return &Session{
+		l: l, id: id, conn: conn, ip: ip,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		tokens: float64(l.cfg.InputBurst),
+	}
+}
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) queueSnapshot(frame []byte) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	if s.hasSnap {
+		s.l.metrics.SnapshotsDropped.Inc()
+	}
+	s.snap = append(s.snap[:0], frame...)
+	s.hasSnap = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Session) queueControl(frame []byte) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.control) >= maxControlQueue {
+		s.closing = true // the client is not draining its stream: give up on it
+		s.mu.Unlock()
+		s.l.metrics.SessionsRejected.WithLabelValues("stuck").Inc()
+		s.signal()
+		return
+	}
+	s.control = append(s.control, append([]byte(nil), frame...))
+	s.mu.Unlock()
+	s.signal()
+}
+
+// disconnect queues a disconnect frame; the writer sends what is queued, then ends the session.
+func (s *Session) disconnect(reason wire.DisconnectReason, msg string) {
+	frame := (&wire.Disconnect{Reason: reason, Message: msg}).AppendFrame(nil)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.control = append(s.control, frame)
+	s.hasSnap = false
+	s.closing = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+// end closes the session exactly once: transport, listener bookkeeping, backend.
+func (s *Session) end() {
+	s.once.Do(func() {
+		close(s.done)
+		_ = s.conn.Close()
+		s.l.remove(s)
+		s.mu.Lock()
+		opened := s.opened
+		s.mu.Unlock()
+		if opened {
+			s.l.backend.Close(s.id)
+		}
+	})
+}
+
+func (s *Session) writeLoop() {
+	defer s.l.wg.Done()
+	var bufs [][]byte
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		bufs = append(bufs[:0], s.control...)
+		s.control = s.control[:0]
+		if s.hasSnap {
+			s.snap, s.writerBuf = s.writerBuf[:0], s.snap
+			s.hasSnap = false
+			bufs = append(bufs, s.writerBuf)
+		}
+		closing := s.closing
+		s.mu.Unlock()
+		if len(bufs) > 0 {
+			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			n, err := s.conn.WriteBuffers(bufs)
+			s.l.metrics.BytesSent.Add(float64(n))
+			if err != nil {
+				s.end()
+				return
+			}
+		}
+		if closing {
+			// Give KCP a moment to put the disconnect on the wire before closing.
+			time.Sleep(2 * time.Duration(s.l.cfg.KCPInterval) * time.Millisecond)
+			s.end()
+			return
+		}
+	}
+}
+
+func (s *Session) readLoop() {
+	defer s.l.wg.Done()
+	fr := wire.NewFrameReader(s.conn)
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.l.cfg.HelloTimeout))
+	t, payload, err := fr.Next()
+	if err != nil {
+		s.frameError(err, "hello")
+		return
+	}
+	if t != wire.MsgHello {
+		s.l.metrics.BadFrames.WithLabelValues("expected_hello").Inc()
+		s.disconnect(wire.ReasonProtocolError, "first frame must be a hello")
+		return
+	}
+	hello, err := wire.DecodeHello(payload)
+	switch {
+	case err != nil:
+		s.l.metrics.BadFrames.WithLabelValues("malformed").Inc()
+		s.disconnect(wire.ReasonProtocolError, "malformed hello")
+		return
+	case hello.Version != wire.ProtocolVersion:
+		s.l.metrics.SessionsRejected.WithLabelValues("bad_version").Inc()
+		s.disconnect(wire.ReasonBadVersion, "unsupported protocol version")
+		return
+	case !s.tokenOK(hello.Token):
+		s.l.metrics.SessionsRejected.WithLabelValues("bad_token").Inc()
+		s.disconnect(wire.ReasonBadToken, "invalid session token")
+		return
+	}
+	s.mu.Lock()
+	s.opened = true
+	s.mu.Unlock()
+	s.l.metrics.SessionsOpened.Inc()
+	s.l.backend.Open(s.id, append([]byte(nil), hello.Token...))
+	s.lastFill = time.Now()
+
+	for {
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.l.cfg.IdleTimeout))
+		t, payload, err := fr.Next()
+		if err != nil {
+			s.frameError(err, "")
+			return
+		}
+		s.l.metrics.BytesReceived.Add(float64(len(payload) + 3))
+		if !s.handle(t, payload) {
+			return
+		}
+	}
+}
+
+// handle processes one frame after the hello; false ends the read loop.
+func (s *Session) handle(t wire.MsgType, payload []byte) bool {
+	switch t {
+	case wire.MsgInput:
+		in, err := wire.DecodeInput(payload)
+		if err != nil {
+			return s.badFrame("malformed")
+		}
+		if !s.takeToken() {
+			s.l.metrics.RejectedInputs.WithLabelValues("rate_limit").Inc()
+			return true
+		}
+		s.l.backend.Input(s.id, in)
+	case wire.MsgAck:
+		a, err := wire.DecodeAck(payload)
+		if err != nil {
+			return s.badFrame("malformed")
+		}
+		s.l.backend.Ack(s.id, a.Tick)
+	case wire.MsgPing:
+		p, err := wire.DecodePing(payload)
+		if err != nil {
+			return s.badFrame("malformed")
+		}
+		pong := wire.Pong{ClientTimeMicros: p.ClientTimeMicros, ServerTimeMicros: uint64(time.Now().UnixMicro()), ServerTick: s.l.backend.Tick()}
+		s.queueControl(pong.AppendFrame(nil))
+	case wire.MsgDisconnect:
+		s.end()
+		return false
+	case wire.MsgHello:
+		return s.badFrame("duplicate_hello")
+	default:
+		return s.badFrame("unknown_type")
+	}
+	return true
+}
+
+func (s *Session) badFrame(reason string) bool {
+	s.l.metrics.BadFrames.WithLabelValues(reason).Inc()
+	s.bad++
+	if s.bad > s.l.cfg.MaxBadFrames {
+		s.disconnect(wire.ReasonProtocolError, "too many bad frames: "+reason)
+		return false
+	}
+	return true
+}
+
+// frameError ends the session after a transport or framing error.
+func (s *Session) frameError(err error, phase string) {
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrFrameEmpty):
+		s.l.metrics.BadFrames.WithLabelValues("framing").Inc()
+		s.disconnect(wire.ReasonProtocolError, "bad framing")
+	default:
+		if phase == "hello" {
+			s.l.metrics.SessionsRejected.WithLabelValues("no_hello").Inc()
+		}
+		s.end()
+	}
+}
+
+func (s *Session) tokenOK(tok []byte) bool {
+	if s.l.cfg.AcceptToken != nil {
+		return s.l.cfg.AcceptToken(tok)
+	}
+	return len(tok) > 0
+}
+
+// takeToken is the per-session input token bucket.
+func (s *Session) takeToken() bool {
+	now := time.Now()
+	s.tokens += now.Sub(s.lastFill).Seconds() * float64(s.l.cfg.InputsPerSecond)
+	s.lastFill = now
+	if burst := float64(s.l.cfg.InputBurst); s.tokens > burst {
+		s.tokens = burst
+	}
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
