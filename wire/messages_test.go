@@ -1,0 +1,170 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// validMessages holds at least one valid message of every type, edge values included.
+func validMessages() []Message {
+	return []Message{
+		&Hello{Version: ProtocolVersion, Token: []byte("secret-token")},
+		&Hello{Version: 0xFFFF}, // an empty token decodes as nil
+		&Hello{Version: 1, Token: bytes.Repeat([]byte{0xA5}, MaxTokenLength)},
+		&Welcome{Version: 1, Entity: 42, ServerTick: 1000, TickHz: 20,
+			WorldMin: [2]int32{-1 << 20, -1 << 20}, WorldMax: [2]int32{1 << 20, 1 << 20}},
+		&Welcome{Version: 1, Entity: math.MaxUint64, ServerTick: math.MaxUint32, TickHz: 255,
+			WorldMin: [2]int32{math.MinInt32, 5}, WorldMax: [2]int32{math.MaxInt32, 5}},
+		&Input{Seq: 1, ClientTick: 77, MoveX: -127, MoveZ: 127, Yaw: YawSteps - 1, Action: 3},
+		&Input{Seq: math.MaxUint32, ClientTick: 0, MoveX: 0, MoveZ: -1, Yaw: 0, Action: 255},
+		&Ack{Tick: 1},
+		&Ack{Tick: math.MaxUint32},
+		&Ping{ClientTimeMicros: 0},
+		&Ping{ClientTimeMicros: 1<<63 + 12345},
+		&Pong{ClientTimeMicros: 1, ServerTimeMicros: 2, ServerTick: 3},
+		&Disconnect{Reason: ReasonShutdown, Message: "server restarting ✓"},
+		&Disconnect{Reason: ReasonNone},
+		&Disconnect{Reason: ReasonKicked, Message: strings.Repeat("x", MaxReasonLen)},
+	}
+}
+
+func TestMessagesRoundTrip(t *testing.T) {
+	for _, m := range validMessages() {
+		if err := m.Validate(); err != nil {
+			t.Fatalf("%T: Validate: %v", m, err)
+		}
+		frame := m.AppendFrame([]byte{0xEE})[1:]
+		typ, payload, rest, err := SplitFrame(frame)
+		if err != nil || len(rest) != 0 || typ != m.Type() {
+			t.Fatalf("%T: SplitFrame: %v %v rest %d", m, typ, err, len(rest))
+		}
+		got, err := DecodeMessage(typ, payload)
+		if err != nil {
+			t.Fatalf("%T: %v", m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("round trip: got %+v, want %+v", got, m)
+		}
+		// Every strict prefix is truncated; one more byte is trailing.
+		for n := 0; n < len(payload); n++ {
+			if _, err := DecodeMessage(typ, payload[:n]); !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrTrailingBytes) {
+				t.Errorf("%T: payload cut to %d bytes: %v", m, n, err)
+			}
+		}
+		if _, err := DecodeMessage(typ, append(payload[:len(payload):len(payload)], 0)); !errors.Is(err, ErrTrailingBytes) {
+			t.Errorf("%T: trailing byte: %v", m, err)
+		}
+	}
+}
+
+func TestDecodeCopiesBytes(t *testing.T) {
+	m := Hello{Version: 1, Token: []byte("abc")}
+	frame := m.AppendFrame(nil)
+	got, err := DecodeHello(frame[3:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame[len(frame)-1] = 'X'
+	if string(got.Token) != "abc" {
+		t.Fatal("decoded token aliases the payload")
+	}
+}
+
+func TestDecodeMessageUnknownTypes(t *testing.T) {
+	for _, typ := range []MsgType{0, MsgSnapshot, 9, 255} {
+		if m, err := DecodeMessage(typ, nil); !errors.Is(err, ErrUnknownMsgType) || m != nil {
+			t.Errorf("type %d: %v, %v", typ, m, err)
+		}
+	}
+	if m, err := DecodeMessage(MsgAck, nil); m != nil || err == nil {
+		t.Errorf("failed decode returned %v", m)
+	}
+}
+
+func TestMessagesRejectOutOfRange(t *testing.T) {
+	cases := []struct {
+		m    Message
+		want error
+	}{
+		{&Welcome{Entity: 0, TickHz: 20}, ErrValueOutOfRange},
+		{&Welcome{Entity: 1, TickHz: 0}, ErrValueOutOfRange},
+		{&Welcome{Entity: 1, TickHz: 20, WorldMin: [2]int32{1, 0}}, ErrValueOutOfRange},
+		{&Welcome{Entity: 1, TickHz: 20, WorldMin: [2]int32{0, 1}}, ErrValueOutOfRange},
+		{&Input{Seq: 0}, ErrValueOutOfRange},
+		{&Input{Seq: 1, MoveX: -128}, ErrValueOutOfRange},
+		{&Input{Seq: 1, MoveZ: -128}, ErrValueOutOfRange},
+		{&Ack{Tick: 0}, ErrValueOutOfRange},
+		{&Disconnect{Reason: ReasonKicked + 1}, ErrValueOutOfRange},
+	}
+	for _, c := range cases {
+		if err := c.m.Validate(); !errors.Is(err, c.want) {
+			t.Errorf("%+v: Validate = %v, want %v", c.m, err, c.want)
+		}
+		frame := c.m.AppendFrame(nil)
+		if _, err := DecodeMessage(c.m.Type(), frame[3:]); !errors.Is(err, c.want) {
+			t.Errorf("%+v: decode = %v, want %v", c.m, err, c.want)
+		}
+	}
+	// Fields the layout cannot express are only reachable by hand-made payloads.
+	input := (&Input{Seq: 1}).AppendFrame(nil)
+	input[3+10], input[3+11] = 0x00, 0x04 // yaw 1024
+	if _, err := DecodeInput(input[3:]); !errors.Is(err, ErrValueOutOfRange) {
+		t.Errorf("yaw 1024: %v", err)
+	}
+	if err := (&Input{Seq: 1, Yaw: YawSteps}).Validate(); !errors.Is(err, ErrValueOutOfRange) {
+		t.Errorf("Validate yaw 1024: %v", err)
+	}
+	if err := (&Hello{Token: make([]byte, MaxTokenLength+1)}).Validate(); !errors.Is(err, ErrTokenTooLong) {
+		t.Errorf("long token: %v", err)
+	}
+	if err := (&Disconnect{Message: strings.Repeat("x", MaxReasonLen+1)}).Validate(); !errors.Is(err, ErrReasonTooLong) {
+		t.Errorf("long reason: %v", err)
+	}
+}
+
+func TestEncodersCutWhatDoesNotFit(t *testing.T) {
+	h := Hello{Version: 1, Token: bytes.Repeat([]byte{'t'}, 300)}
+	got, err := DecodeHello(h.AppendFrame(nil)[3:])
+	if err != nil || len(got.Token) != MaxTokenLength {
+		t.Fatalf("long token: %d bytes, %v", len(got.Token), err)
+	}
+	// 254 ASCII bytes then a 3-byte character straddling the limit: cut before it.
+	d := Disconnect{Reason: ReasonKicked, Message: strings.Repeat("a", 254) + "€€"}
+	gd, err := DecodeDisconnect(d.AppendFrame(nil)[3:])
+	if err != nil || gd.Message != strings.Repeat("a", 254) || !utf8.ValidString(gd.Message) {
+		t.Fatalf("long message: %q, %v", gd.Message, err)
+	}
+	in := Input{Seq: 1, Yaw: YawSteps + 5}
+	gi, err := DecodeInput(in.AppendFrame(nil)[3:])
+	if err != nil || gi.Yaw != 5 {
+		t.Fatalf("yaw: %d, %v", gi.Yaw, err)
+	}
+}
+
+func TestMsgTypeString(t *testing.T) {
+	if MsgSnapshot.String() != "snapshot" || MsgType(77).String() != "msg(77)" || MsgType(0).String() != "msg(0)" {
+		t.Error(MsgSnapshot.String(), MsgType(77).String(), MsgType(0).String())
+	}
+	if ReasonBadToken.String() != "bad token" || DisconnectReason(200).String() != "reason(200)" {
+		t.Error(ReasonBadToken.String(), DisconnectReason(200).String())
+	}
+}
+
+func TestMessageEncodersNoAllocs(t *testing.T) {
+	buf := make([]byte, 0, 4096)
+	msgs := validMessages()
+	allocs := testing.AllocsPerRun(50, func() {
+		b := buf[:0]
+		for _, m := range msgs {
+			b = m.AppendFrame(b)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations", allocs)
+	}
+}
