@@ -8,6 +8,7 @@ import (
 
 	"github.com/meridian-mmo/meridian/cellserver"
 	"github.com/meridian-mmo/meridian/gateway"
+	"github.com/meridian-mmo/meridian/wire"
 )
 
 type cellOptions struct {
@@ -52,7 +53,7 @@ func (o *cellOptions) config(now time.Time) (cellserver.StandaloneConfig, error)
 	w.MaxSpeed = o.maxSpeed
 	w.MaxViewSlots = o.viewSlots
 	w.MaxClients = o.maxClients
-	w.EntityIDBase = uint64(o.id) << 40
+	w.EntityIDBase = wire.EntityID(o.id) << 40
 	if err := w.Validate(); err != nil {
 		return cellserver.StandaloneConfig{}, err
 	}

@@ -62,6 +62,7 @@ func runDemo(ctx context.Context, args []string) error {
 	go r.Run(runCtx)
 
 	meter := newBotMeter(r)
+	base := meter.prev
 	var all []time.Duration
 	var bytesOut, overruns, skipped int
 	tk := time.NewTicker(time.Second)
@@ -79,6 +80,10 @@ loop:
 			overruns += w.Overruns
 			skipped += w.Skipped
 			t, kbit, _ := meter.sample()
+			if len(w.Durations) == 0 {
+				fmt.Printf("t=%3.0fs no tick completed in this second: the server is stalled\n", time.Since(run).Seconds())
+				continue
+			}
 			fmt.Printf("t=%3.0fs tick p50 %5.2f ms p99 %5.2f ms (%2d ticks)  clients %d  entities %d  %.2f kbit/s per client (server %.2f)  RTT p50 %v\n",
 				time.Since(run).Seconds(), ms(w.Quantile(0.5)), ms(w.Quantile(0.99)), len(w.Durations), w.Clients, w.Entities,
 				kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
@@ -86,6 +91,8 @@ loop:
 	}
 	el := time.Since(run).Seconds()
 	total := r.Totals()
+	total.BytesReceived -= base.BytesReceived
+	total.SnapshotsReceived -= base.SnapshotsReceived
 	r.Close()
 	cancel()
 	if err := <-done; err != nil {
