@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -80,8 +79,8 @@ type Stats struct {
 	SnapshotsReceived uint64
 	BytesReceived     uint64 // frame bytes, headers included
 	DecodeErrors      uint64
-	InputsSent        uint32 // the last input sequence sent
-	LastInputAcked    uint32 // the last input sequence the server says it applied
+	InputsSent        uint32        // the last input sequence sent
+	LastInputAcked    uint32        // the last input sequence the server says it applied
 	RTT               time.Duration // smoothed
 	ClockOffset       time.Duration // server clock − client clock, smoothed
 }
@@ -104,7 +103,6 @@ type Client struct {
 	lastRecv time.Time
 	discErr  error
 
-	snapshots atomic.Uint64
 	done      chan struct{}
 	closeOnce sync.Once
 	readErr   error
@@ -128,7 +126,6 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	conn.SetNoDelay(cfg.KCPNoDelay, cfg.KCPInterval, cfg.KCPResend, cfg.KCPNoCongestion)
 	conn.SetWindowSize(cfg.KCPWindow, cfg.KCPWindow)
-	conn.SetStreamMode(true)
 	conn.SetWriteDelay(false)
 	conn.SetACKNoDelay(true)
 	c := &Client{cfg: cfg, conn: conn, history: make([]decoded, cfg.History), done: make(chan struct{})}

@@ -102,7 +102,6 @@ func (l *Listener) Serve(ctx context.Context) error {
 func (l *Listener) accept(conn *kcp.UDPSession) {
 	conn.SetNoDelay(l.cfg.KCPNoDelay, l.cfg.KCPInterval, l.cfg.KCPResend, l.cfg.KCPNoCongestion)
 	conn.SetWindowSize(l.cfg.KCPWindow, l.cfg.KCPWindow)
-	conn.SetStreamMode(true)
 	conn.SetWriteDelay(false)
 	conn.SetACKNoDelay(true)
 	ip := hostOf(conn.RemoteAddr())

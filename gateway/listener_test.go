@@ -92,7 +92,6 @@ func dialRaw(t *testing.T, l *Listener) *rawConn {
 		t.Fatal(err)
 	}
 	conn.SetNoDelay(1, 10, 2, 1)
-	conn.SetStreamMode(true)
 	t.Cleanup(func() { conn.Close() })
 	return &rawConn{t: t, conn: conn, fr: wire.NewFrameReader(conn)}
 }

@@ -41,4 +41,3 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meridian_snapshots_superseded_total", Help: "Snapshots replaced by a newer one before a congested session could send them."})),
 	}
 }
-

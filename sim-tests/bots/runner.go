@@ -58,10 +58,10 @@ type bot struct {
 
 // Runner is a connected crowd.
 type Runner struct {
-	cfg         Config
-	bots        []*bot
-	inputsSent  atomic.Uint64
-	sendErrors  atomic.Uint64
+	cfg        Config
+	bots       []*bot
+	inputsSent atomic.Uint64
+	sendErrors atomic.Uint64
 }
 
 // Totals aggregates every bot's counters.
