@@ -250,6 +250,9 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	out.BytesOut = len(w.buf)
 	out.Entities = len(w.st.alive)
 	out.Clients = len(w.clients)
+	if invariantsEnabled {
+		w.checkInvariants()
+	}
 	return out
 }
 

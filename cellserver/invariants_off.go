@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package cellserver
+
+const invariantsEnabled = false
