@@ -96,4 +96,3 @@ func (w *World) invariantError() error {
 	}
 	return nil
 }
-
