@@ -71,6 +71,7 @@ type TickWindow struct {
 	Durations []time.Duration
 	BytesOut  int
 	Clients   int
+	InView    int // entities in views, summed over clients, at the window's last tick
 	Entities  int
 	Overruns  int
 	Skipped   int
@@ -95,6 +96,9 @@ func DurationQuantile(ds []time.Duration, q float64) time.Duration {
 func NewDriver(w *World, cfg DriverConfig, sink Sink, metrics *Metrics) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.TickHz != w.Config().TickHz {
+		return nil, fmt.Errorf("cellserver: DriverConfig.TickHz (%d) must equal the World's TickHz (%d)", cfg.TickHz, w.Config().TickHz)
 	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
@@ -214,6 +218,7 @@ func (d *Driver) step(t wire.Tick, in *StepInput) {
 	d.window.Durations = append(d.window.Durations, took)
 	d.window.BytesOut += out.BytesOut
 	d.window.Clients = out.Clients
+	d.window.InView = out.ViewEntities
 	d.window.Entities = out.Entities
 	if overrun {
 		d.window.Overruns++

@@ -110,6 +110,9 @@ type StepOutput struct {
 	Entities, Clients int
 	// BytesOut is the total size of Snapshots' frames.
 	BytesOut int
+	// ViewEntities is the number of entities in all clients' views together (so
+	// ViewEntities/Clients is the mean area-of-interest population).
+	ViewEntities int
 	// EncodeErrors counts clients whose snapshot could not be encoded (a bug if ever
 	// non-zero); they get no snapshot this tick.
 	EncodeErrors int
@@ -215,7 +218,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	out.Joined = out.Joined[:0]
 	out.Snapshots = out.Snapshots[:0]
 	out.Rejected = RejectCounts{}
-	out.BytesOut, out.EncodeErrors = 0, 0
+	out.BytesOut, out.EncodeErrors, out.ViewEntities = 0, 0, 0
 
 	for _, id := range in.Leaves {
 		w.leave(id)
@@ -235,6 +238,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	for i := range w.clients {
 		c := &w.clients[i]
 		w.updateView(c, t)
+		out.ViewEntities += c.log.n
 		if w.snapshot(c, t) {
 			out.Snapshots = append(out.Snapshots, ClientSnapshot{Client: c.id})
 			w.ends = append(w.ends, len(w.buf))

@@ -84,8 +84,8 @@ loop:
 				fmt.Printf("t=%3.0fs no tick completed in this second: the server is stalled\n", time.Since(run).Seconds())
 				continue
 			}
-			fmt.Printf("t=%3.0fs tick p50 %5.2f ms p99 %5.2f ms (%2d ticks)  clients %d  entities %d  %.2f kbit/s per client (server %.2f)  RTT p50 %v\n",
-				time.Since(run).Seconds(), ms(w.Quantile(0.5)), ms(w.Quantile(0.99)), len(w.Durations), w.Clients, w.Entities,
+			fmt.Printf("t=%3.0fs tick p50 %5.2f ms p99 %5.2f ms (%2d ticks)  clients %d  in view %.0f  %.2f kbit/s per client (server %.2f)  RTT p50 %v\n",
+				time.Since(run).Seconds(), ms(w.Quantile(0.5)), ms(w.Quantile(0.99)), len(w.Durations), w.Clients, float64(w.InView)/float64(max(1, w.Clients)),
 				kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
 		}
 	}
