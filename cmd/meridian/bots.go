@@ -55,35 +55,55 @@ loop:
 	total := r.Totals()
 	r.Close()
 	el := time.Since(run).Seconds()
-	fmt.Printf("summary: %d bots, %.1fs, %d snapshots (%.1f/s per bot), %.2f kbit/s per bot, %d decode errors, %d disconnected, RTT p50 %v p99 %v\n",
-		total.Bots, el, total.SnapshotsReceived, float64(total.SnapshotsReceived)/el/float64(max(1, total.Bots)),
-		float64(total.BytesReceived)*8/1000/el/float64(max(1, total.Bots)), total.DecodeErrors, total.Disconnected, total.RTTp50, total.RTTp99)
+	pr := perBot(live.first, total, el, total.Bots)
+	fmt.Printf("summary: %d bots, %.1fs, %d snapshots (%.1f/s per bot), %.2f kbit/s per bot of snapshot frames; on the wire (KCP + UDP/IPv4 headers) %.2f kbit/s down, %.2f kbit/s up per bot; %d decode errors, %d disconnected, RTT p50 %v p99 %v\n",
+		total.Bots, el, total.SnapshotsReceived-live.first.SnapshotsReceived, pr.snaps, pr.kbit, pr.wireDown, pr.wireUp,
+		total.DecodeErrors, total.Disconnected, total.RTTp50, total.RTTp99)
 	return nil
 }
 
 // botMeter turns cumulative bot totals into per-second figures.
 type botMeter struct {
-	r    *bots.Runner
-	prev bots.Totals
-	at   time.Time
+	r     *bots.Runner
+	first bots.Totals // at the start of the run
+	prev  bots.Totals
+	at    time.Time
 }
 
-func newBotMeter(r *bots.Runner) *botMeter { return &botMeter{r: r, prev: r.Totals(), at: time.Now()} }
+func newBotMeter(r *bots.Runner) *botMeter {
+	t := r.Totals()
+	return &botMeter{r: r, first: t, prev: t, at: time.Now()}
+}
 
-// sample returns the totals and the per-bot kbit/s and snapshots/s since the previous sample.
-func (m *botMeter) sample() (bots.Totals, float64, float64) {
+// rates are per-bot figures over an interval.
+type rates struct {
+	kbit     float64 // snapshot frames received, kbit/s
+	snaps    float64 // snapshots/s
+	wireDown float64 // UDP datagrams received by the process, headers included, kbit/s
+	wireUp   float64 // UDP datagrams sent by the process, headers included, kbit/s
+}
+
+// sample returns the totals and the per-bot rates since the previous sample.
+func (m *botMeter) sample() (bots.Totals, rates) {
 	t := m.r.Totals()
 	now := time.Now()
-	dt := now.Sub(m.at).Seconds()
-	n := float64(max(1, t.Connected))
-	kbit := float64(t.BytesReceived-m.prev.BytesReceived) * 8 / 1000 / dt / n
-	snaps := float64(t.SnapshotsReceived-m.prev.SnapshotsReceived) / dt / n
+	r := perBot(m.prev, t, now.Sub(m.at).Seconds(), t.Connected)
 	m.prev, m.at = t, now
-	return t, kbit, snaps
+	return t, r
+}
+
+func perBot(a, b bots.Totals, seconds float64, n int) rates {
+	d := seconds * float64(max(1, n))
+	return rates{
+		kbit:     float64(b.BytesReceived-a.BytesReceived) * 8 / 1000 / d,
+		snaps:    float64(b.SnapshotsReceived-a.SnapshotsReceived) / d,
+		wireDown: float64(b.WireIn-a.WireIn) * 8 / 1000 / d,
+		wireUp:   float64(b.WireOut-a.WireOut) * 8 / 1000 / d,
+	}
 }
 
 func (m *botMeter) line(w io.Writer, el time.Duration) {
-	t, kbit, snaps := m.sample()
-	fmt.Fprintf(w, "t=%3.0fs bots %d/%d  %.1f snapshots/s  %.2f kbit/s per bot  RTT p50 %v p99 %v  decode errors %d\n",
-		el.Seconds(), t.Connected, t.Bots, snaps, kbit, t.RTTp50.Round(100*time.Microsecond), t.RTTp99.Round(100*time.Microsecond), t.DecodeErrors)
+	t, r := m.sample()
+	fmt.Fprintf(w, "t=%3.0fs bots %d/%d  %.1f snapshots/s  %.2f kbit/s per bot (on the wire %.2f down, %.2f up)  RTT p50 %v p99 %v  decode errors %d\n",
+		el.Seconds(), t.Connected, t.Bots, r.snaps, r.kbit, r.wireDown, r.wireUp, t.RTTp50.Round(100*time.Microsecond), t.RTTp99.Round(100*time.Microsecond), t.DecodeErrors)
 }

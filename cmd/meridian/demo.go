@@ -62,7 +62,6 @@ func runDemo(ctx context.Context, args []string) error {
 	go r.Run(runCtx)
 
 	meter := newBotMeter(r)
-	base := meter.prev
 	var all []time.Duration
 	var bytesOut, overruns, skipped int
 	tk := time.NewTicker(time.Second)
@@ -79,20 +78,19 @@ loop:
 			bytesOut += w.BytesOut
 			overruns += w.Overruns
 			skipped += w.Skipped
-			t, kbit, _ := meter.sample()
+			t, rt := meter.sample()
 			if len(w.Durations) == 0 {
 				fmt.Printf("t=%3.0fs no tick completed in this second: the server is stalled\n", time.Since(run).Seconds())
 				continue
 			}
 			fmt.Printf("t=%3.0fs tick p50 %5.2f ms p99 %5.2f ms (%2d ticks)  clients %d  in view %.0f  %.2f kbit/s per client (server %.2f)  RTT p50 %v\n",
 				time.Since(run).Seconds(), ms(w.Quantile(0.5)), ms(w.Quantile(0.99)), len(w.Durations), w.Clients, float64(w.InView)/float64(max(1, w.Clients)),
-				kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
+				rt.kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
 		}
 	}
 	el := time.Since(run).Seconds()
 	total := r.Totals()
-	total.BytesReceived -= base.BytesReceived
-	total.SnapshotsReceived -= base.SnapshotsReceived
+	pr := perBot(meter.first, total, el, total.Bots)
 	r.Close()
 	cancel()
 	if err := <-done; err != nil {
@@ -102,9 +100,10 @@ loop:
 	fmt.Printf("\nsummary over %.1f s:\n", el)
 	fmt.Printf("  ticks        %d run, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d overruns, %d skipped\n",
 		len(all), ms(cellserver.DurationQuantile(all, 0.5)), ms(cellserver.DurationQuantile(all, 0.99)), ms(cellserver.DurationQuantile(all, 1)), overruns, skipped)
-	fmt.Printf("  bandwidth    %.2f kbit/s per client received (server built %.2f kbit/s per client)\n",
-		float64(total.BytesReceived)*8/1000/el/n, float64(bytesOut)*8/1000/el/n)
-	fmt.Printf("  snapshots    %d received (%.1f/s per client), %d decode errors\n", total.SnapshotsReceived, float64(total.SnapshotsReceived)/el/n, total.DecodeErrors)
+	fmt.Printf("  bandwidth    %.2f kbit/s per client of snapshot frames received (server built %.2f); on the wire, KCP + UDP/IPv4 headers\n"+
+		"               included, %.2f kbit/s per client down and up together (server and bots share this process)\n",
+		pr.kbit, float64(bytesOut)*8/1000/el/n, pr.wireDown)
+	fmt.Printf("  snapshots    %d received (%.1f/s per client), %d decode errors\n", total.SnapshotsReceived-meter.first.SnapshotsReceived, pr.snaps, total.DecodeErrors)
 	fmt.Printf("  sessions     %d bots, %d dropped during the run, RTT p50 %v p99 %v\n", total.Bots, total.Disconnected, total.RTTp50.Round(100*time.Microsecond), total.RTTp99.Round(100*time.Microsecond))
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	kcp "github.com/xtaci/kcp-go/v5"
+
 	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -74,7 +76,14 @@ type Totals struct {
 	DecodeErrors      uint64
 	InputsSent        uint64
 	RTTp50, RTTp99    time.Duration
+	// WireIn and WireOut are the process's UDP traffic, KCP and UDP/IPv4 headers included
+	// (kcp-go's process-wide counters plus 28 bytes a datagram). In a process that runs only
+	// bots, WireIn is the downstream and WireOut the upstream of all bots together.
+	WireIn, WireOut uint64
 }
+
+// udpIPv4Overhead is the IPv4 (20) + UDP (8) header bytes of one datagram.
+const udpIPv4Overhead = 28
 
 // Connect dials every bot (DialWorkers at a time) and returns when all are welcomed, or the
 // first error (closing those already connected).
@@ -165,7 +174,12 @@ func (r *Runner) Clients() []*client.Client {
 
 // Totals sums every bot's counters.
 func (r *Runner) Totals() Totals {
-	t := Totals{Bots: len(r.bots), InputsSent: r.inputsSent.Load()}
+	snmp := kcp.DefaultSnmp.Copy()
+	t := Totals{
+		Bots: len(r.bots), InputsSent: r.inputsSent.Load(),
+		WireIn:  snmp.InBytes + udpIPv4Overhead*snmp.InPkts,
+		WireOut: snmp.OutBytes + udpIPv4Overhead*snmp.OutPkts,
+	}
 	rtts := make([]time.Duration, 0, len(r.bots))
 	for _, b := range r.bots {
 		if b == nil {
