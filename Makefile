@@ -17,8 +17,8 @@ test:
 # Performance targets are benchmarks, not timed tests (docs/performance.md). One core, as the
 # targets are stated per core.
 bench:
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchmem ./wire
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkTick' -benchtime 200x -timeout 30m ./cellserver
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkSnapshot|BenchmarkDecodeSnapshot' -benchmem ./wire
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkTick|BenchmarkCrowd' -benchtime 200x -timeout 30m ./cellserver
 
 # Runs every fuzz target for FUZZTIME each (the committed seed corpora run in `make test`).
 fuzz:

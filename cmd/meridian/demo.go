@@ -17,6 +17,7 @@ func runDemo(ctx context.Context, args []string) error {
 	var o cellOptions
 	addCellFlags(fs, &o, "127.0.0.1:0", "127.0.0.1:0", 256)
 	bc := bots.DefaultConfig("", 500)
+	bc.Behavior = "hotspot"
 	addBotFlags(fs, &bc)
 	duration := fs.Duration("duration", 30*time.Second, "how long the crowd plays")
 	if err := parseFlags(fs, args); err != nil {
