@@ -3,6 +3,7 @@ package cellserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,11 @@ type DriverConfig struct {
 	MaxCatchUp int
 }
 
-// DefaultDriverConfig starts the epoch one period before now, so the first tick is tick 1.
+// DefaultDriverConfig runs at 20 Hz with the epoch one period before now, so the first tick
+// is tick 1.
 func DefaultDriverConfig(now time.Time) DriverConfig {
-	return DriverConfig{Epoch: now.Add(-50 * time.Millisecond), TickHz: 20, MaxCatchUp: 3}
+	const hz = 20
+	return DriverConfig{Epoch: now.Add(-time.Second / hz), TickHz: hz, MaxCatchUp: 3}
 }
 
 // Validate names the first field out of bounds.
@@ -88,7 +91,7 @@ func DurationQuantile(ds []time.Duration, q float64) time.Duration {
 		return 0
 	}
 	slices.Sort(ds)
-	i := int(q*float64(len(ds))+0.5) - 1
+	i := int(math.Ceil(q*float64(len(ds)))) - 1
 	return ds[max(0, min(i, len(ds)-1))]
 }
 
@@ -113,11 +116,20 @@ func (d *Driver) Join(j Join) {
 	d.mu.Unlock()
 }
 
-// Leave queues a client's departure for the next tick.
+// Leave queues a client's departure for the next tick. A client that joined and left since
+// the last tick never enters the world: its queued join, inputs and acks are dropped here
+// (Step handles leaves before joins, so queuing the leave would strand its entity).
 func (d *Driver) Leave(c ClientID) {
 	d.mu.Lock()
-	d.pending.Leaves = append(d.pending.Leaves, c)
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	p := &d.pending
+	if i := slices.IndexFunc(p.Joins, func(j Join) bool { return j.Client == c }); i >= 0 {
+		p.Joins = slices.Delete(p.Joins, i, i+1)
+		p.Inputs = slices.DeleteFunc(p.Inputs, func(in ClientInput) bool { return in.Client == c })
+		p.Acks = slices.DeleteFunc(p.Acks, func(a ClientAck) bool { return a.Client == c })
+		return
+	}
+	p.Leaves = append(p.Leaves, c)
 }
 
 // Input queues a client input for the next tick.

@@ -140,3 +140,31 @@ func TestDriverConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDriverJoinThenLeaveBeforeTick: a client that joins and leaves between two ticks never
+// enters the world (Step handles leaves before joins, so a queued leave would strand it).
+func TestDriverJoinThenLeaveBeforeTick(t *testing.T) {
+	w := newTestWorld(t, nil)
+	d, err := NewDriver(w, DefaultDriverConfig(time.Now()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Join(Join{Client: 1, Spawn: [2]float64{10, 10}})
+	d.Join(Join{Client: 2, Spawn: [2]float64{20, 20}})
+	d.Input(ClientInput{Client: 2, Input: wire.Input{Seq: 1, MoveX: 10}})
+	d.Ack(ClientAck{Client: 2, Tick: 1})
+	d.Leave(2)
+	var in StepInput
+	d.step(1, &in)
+	if _, ok := w.ClientEntity(2); ok || len(w.clients) != 1 {
+		t.Fatalf("client 2 left before the tick but is in the world (%d clients)", len(w.clients))
+	}
+	if got := testutil.ToFloat64(d.metrics.RejectedInputs.WithLabelValues("unknown_client")); got != 0 {
+		t.Fatalf("the departed client's queued input/ack/leave were counted as rejections (%v)", got)
+	}
+	d.Leave(1)
+	d.step(2, &in)
+	if len(w.clients) != 0 || len(w.EntityIDs()) != 0 {
+		t.Fatalf("after both left: %d clients, %d entities", len(w.clients), len(w.EntityIDs()))
+	}
+}

@@ -56,8 +56,14 @@ func NewStandalone(cfg StandaloneConfig, reg prometheus.Registerer, log *slog.Lo
 
 // Run serves until ctx ends, then closes every session.
 func (s *Standalone) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- s.Listener.Serve(ctx) }()
+	go func() {
+		err := s.Listener.Serve(ctx)
+		cancel() // a server that cannot accept clients stops ticking too
+		errc <- err
+	}()
 	err := s.Driver.Run(ctx)
 	if lerr := <-errc; err == nil {
 		err = lerr
@@ -69,6 +75,13 @@ func (s *Standalone) Run(ctx context.Context) error {
 func (s *Standalone) Deliver(out *StepOutput) {
 	if s.OnTick != nil {
 		s.OnTick(s.World, out)
+	}
+	for _, r := range out.Refused {
+		msg := "join refused"
+		if r.Reason == wire.ReasonServerFull {
+			msg = "server full"
+		}
+		s.Listener.Disconnect(gateway.SessionID(r.Client), r.Reason, msg)
 	}
 	for _, j := range out.Joined {
 		s.Listener.SendControl(gateway.SessionID(j.Client), j.Welcome.AppendFrame(nil))

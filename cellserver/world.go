@@ -50,6 +50,12 @@ type Joined struct {
 	Welcome wire.Welcome
 }
 
+// Refused is a join the World turned down, with the reason to give the client.
+type Refused struct {
+	Client ClientID
+	Reason wire.DisconnectReason
+}
+
 // ClientSnapshot is one client's snapshot frame (length prefix, type, payload). Frame aliases
 // the World's buffer and is valid until the next Step.
 type ClientSnapshot struct {
@@ -104,6 +110,7 @@ func (r *RejectCounts) Total() int {
 // next Step.
 type StepOutput struct {
 	Joined    []Joined
+	Refused   []Refused        // joins refused this tick: the edge must tell those clients and close them
 	Snapshots []ClientSnapshot // one per client, in the World's client order
 	Rejected  RejectCounts
 	// Entities and Clients are the counts after the tick.
@@ -216,6 +223,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	w.prevTick, w.tick = w.tick, t
 	out := &w.out
 	out.Joined = out.Joined[:0]
+	out.Refused = out.Refused[:0]
 	out.Snapshots = out.Snapshots[:0]
 	out.Rejected = RejectCounts{}
 	out.BytesOut, out.EncodeErrors, out.ViewEntities = 0, 0, 0
@@ -288,12 +296,14 @@ func (w *World) join(j *Join, t wire.Tick) {
 	switch {
 	case w.hasClient(j.Client):
 		rej.DuplicateJoin++
-		return
+		return // the client is in the world: nothing to tell it
 	case len(w.clients) >= w.cfg.MaxClients:
 		rej.ServerFull++
+		w.out.Refused = append(w.out.Refused, Refused{Client: j.Client, Reason: wire.ReasonServerFull})
 		return
 	case !finite(j.Spawn[0]) || !finite(j.Spawn[1]):
 		rej.BadSpawn++
+		w.out.Refused = append(w.out.Refused, Refused{Client: j.Client, Reason: wire.ReasonProtocolError})
 		return
 	}
 	r := w.spawn(j.Spawn, j.Kind)

@@ -77,6 +77,9 @@ func TestJoinLeave(t *testing.T) {
 	if got, want := out.Rejected, (RejectCounts{DuplicateJoin: 1, BadSpawn: 1, ServerFull: 1}); got != want {
 		t.Errorf("Rejected = %+v, want %+v", got, want)
 	}
+	if got, want := out.Refused, []Refused{{12, wire.ReasonProtocolError}, {14, wire.ReasonServerFull}}; !slices.Equal(got, want) {
+		t.Errorf("Refused = %+v, want %+v", got, want)
+	}
 	if len(out.Joined) != 3 || out.Clients != 3 || out.Entities != 3 || len(out.Snapshots) != 3 {
 		t.Fatalf("joined %d, clients %d, entities %d, snapshots %d; want 3 each",
 			len(out.Joined), out.Clients, out.Entities, len(out.Snapshots))

@@ -58,8 +58,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: IdleTimeout (%v) must be > 0", c.IdleTimeout)
 	case c.InterpolationDelay < 0:
 		return fmt.Errorf("client: InterpolationDelay (%v) must be ≥ 0", c.InterpolationDelay)
-	case c.History < 4 || c.History > 1024:
-		return fmt.Errorf("client: History (%d) must be in [4, 1024]", c.History)
+	case c.History < wire.BaselineWindow || c.History > 1024:
+		// A server deltas against any acked tick up to wire.BaselineWindow old.
+		return fmt.Errorf("client: History (%d) must be in [%d, 1024]", c.History, wire.BaselineWindow)
 	case c.KCPInterval < 1 || c.KCPInterval > 100:
 		return fmt.Errorf("client: KCPInterval (%d) must be in [1, 100]", c.KCPInterval)
 	case c.KCPWindow < 16:
@@ -101,7 +102,6 @@ type Client struct {
 	count    int
 	stats    Stats
 	lastRecv time.Time
-	discErr  error
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -137,6 +137,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		deadline = d
 	}
 	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.Close() }) // cancelling ctx aborts the handshake
+	defer stop()
 	hello := wire.Hello{Version: wire.ProtocolVersion, Token: cfg.Token}
 	if _, err := conn.Write(hello.AppendFrame(nil)); err != nil {
 		conn.Close()
@@ -197,9 +199,18 @@ func (c *Client) SendInput(moveX, moveZ int8, yaw uint16, action uint8) (uint32,
 	c.seq++
 	in := wire.Input{Seq: c.seq, ClientTick: c.estimatedTick(), MoveX: moveX, MoveZ: moveZ, Yaw: yaw % wire.YawSteps, Action: action}
 	c.wbuf = in.AppendFrame(c.wbuf[:0])
-	_, err := c.conn.Write(c.wbuf)
-	return c.seq, err
+	return c.seq, c.write()
 }
+
+// write sends wbuf; callers hold wmu. A server that stops draining the session (KCP window
+// full) fails the write after writeTimeout instead of blocking the caller forever.
+func (c *Client) write() error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := c.conn.Write(c.wbuf)
+	return err
+}
+
+const writeTimeout = 2 * time.Second
 
 // estimatedTick is the newest server tick seen (the client's notion of "now" for inputs).
 func (c *Client) estimatedTick() wire.Tick {
@@ -215,8 +226,7 @@ func (c *Client) writeFrame(frame func([]byte) []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = frame(c.wbuf[:0])
-	_, err := c.conn.Write(c.wbuf)
-	return err
+	return c.write()
 }
 
 // Stats returns the client's counters.
@@ -289,11 +299,6 @@ func (c *Client) readLoop(fr *wire.FrameReader) {
 			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
 				err = nil
 			}
-			c.mu.Lock()
-			if c.discErr != nil {
-				err = c.discErr
-			}
-			c.mu.Unlock()
 			c.finish(err)
 			return
 		}
@@ -307,10 +312,10 @@ func (c *Client) readLoop(fr *wire.FrameReader) {
 				c.onPong(p)
 			}
 		case wire.MsgDisconnect:
+			// KCP has no close of its own: the server's disconnect is the end of the session.
 			d, _ := wire.DecodeDisconnect(payload)
-			c.mu.Lock()
-			c.discErr = fmt.Errorf("%w: reason %d: %s", ErrDisconnected, d.Reason, d.Message)
-			c.mu.Unlock()
+			c.finish(fmt.Errorf("%w: %s: %s", ErrDisconnected, d.Reason, d.Message))
+			return
 		}
 	}
 }

@@ -14,6 +14,8 @@ type Config struct {
 	IdleTimeout      time.Duration // a session silent this long is closed
 	InputsPerSecond  int           // sustained input rate per session; excess inputs are rejected
 	InputBurst       int           // token-bucket burst for inputs
+	FramesPerSecond  int           // sustained rate of all frames after the hello (acks, pings, inputs); excess dropped
+	FrameBurst       int           // token-bucket burst for frames
 	MaxBadFrames     int           // malformed or unknown frames tolerated before the session is closed
 	// KCP tuning (kcp-go NoDelay): fast mode by default (LESSONS.md: nodelay(1, 10, 2, 1)).
 	KCPNoDelay, KCPInterval, KCPResend, KCPNoCongestion int
@@ -33,6 +35,8 @@ func DefaultConfig() Config {
 		IdleTimeout:      15 * time.Second,
 		InputsPerSecond:  60,
 		InputBurst:       30,
+		FramesPerSecond:  150, // 20 acks + up to 60 inputs + pings, with room
+		FrameBurst:       100,
 		MaxBadFrames:     8,
 		KCPNoDelay:       1,
 		KCPInterval:      10,
@@ -59,6 +63,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway: InputsPerSecond (%d) must be ≥ 1", c.InputsPerSecond)
 	case c.InputBurst < 1:
 		return fmt.Errorf("gateway: InputBurst (%d) must be ≥ 1", c.InputBurst)
+	case c.FramesPerSecond < c.InputsPerSecond:
+		return fmt.Errorf("gateway: FramesPerSecond (%d) must be ≥ InputsPerSecond (%d)", c.FramesPerSecond, c.InputsPerSecond)
+	case c.FrameBurst < 1:
+		return fmt.Errorf("gateway: FrameBurst (%d) must be ≥ 1", c.FrameBurst)
 	case c.MaxBadFrames < 0:
 		return fmt.Errorf("gateway: MaxBadFrames (%d) must be ≥ 0", c.MaxBadFrames)
 	case c.KCPInterval < 1 || c.KCPInterval > 100:

@@ -107,10 +107,10 @@ func (l *Listener) accept(conn *kcp.UDPSession) {
 	ip := hostOf(conn.RemoteAddr())
 
 	l.mu.Lock()
-	reason := ""
+	reason, code := "", wire.ReasonServerFull
 	switch {
 	case l.closed:
-		reason = "shutdown"
+		reason, code = "shutdown", wire.ReasonShutdown
 	case len(l.sessions) >= l.cfg.MaxSessions:
 		reason = "server_full"
 	case l.cfg.MaxSessionsPerIP > 0 && l.perIP[ip] >= l.cfg.MaxSessionsPerIP:
@@ -119,7 +119,7 @@ func (l *Listener) accept(conn *kcp.UDPSession) {
 	if reason != "" {
 		l.mu.Unlock()
 		l.metrics.SessionsRejected.WithLabelValues(reason).Inc()
-		frame := (&wire.Disconnect{Reason: wire.ReasonServerFull, Message: reason}).AppendFrame(nil)
+		frame := (&wire.Disconnect{Reason: code, Message: reason}).AppendFrame(nil)
 		_, _ = conn.Write(frame)
 		_ = conn.Close()
 		return
@@ -197,8 +197,10 @@ func (l *Listener) Close() error {
 	for _, s := range all {
 		s.disconnect(wire.ReasonShutdown, "server shutting down")
 	}
-	err := l.ln.Close()
+	// Sessions share the listener's socket: let them write their disconnects and end before
+	// closing it (a stuck writer gives up after writeTimeout).
 	l.wg.Wait()
+	err := l.ln.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

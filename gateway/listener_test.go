@@ -221,21 +221,86 @@ func TestSessionForwardsAndRejects(t *testing.T) {
 	}
 	c.expectDisconnect(wire.ReasonProtocolError)
 	eventually(t, "the session closed", func() bool { _, _, closed := b.counts(); return closed == 1 })
+	if got := testutil.ToFloat64(l.metrics.SessionsClosed.WithLabelValues("protocol_error")); got != 1 {
+		t.Fatalf("sessions closed for protocol_error = %v, want 1", got)
+	}
 	if got := testutil.ToFloat64(l.metrics.BadFrames.WithLabelValues("unknown_type")); got != 4 {
 		t.Fatalf("unknown_type bad frames = %v, want 4", got)
 	}
 }
 
-func TestOversizedFrameNeverAllocates(t *testing.T) {
-	l, _ := startEdge(t, func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
+// TestOversizedFrameRejected: a client frame longer than wire.MaxClientFrameSize is refused
+// from its length prefix alone (the edge never buffers it), counted, and ends the session.
+func TestOversizedFrameRejected(t *testing.T) {
+	l, b := startEdge(t, nil)
 	c := dialRaw(t, l)
 	c.write(hello(wire.ProtocolVersion, "any"))
 	c.next(wire.MsgWelcome)
-	// A frame that claims the maximum length but never delivers it: the edge waits for the
-	// bytes within its fixed buffer; the silent client is then dropped by the idle timeout.
 	c.write([]byte{0xff, 0xff, byte(wire.MsgInput), 1, 2, 3})
-	_ = c.conn.Close()
-	eventually(t, "the session closed", func() bool { return l.Sessions() == 0 })
+	c.expectDisconnect(wire.ReasonProtocolError)
+	eventually(t, "the session closed", func() bool { _, _, closed := b.counts(); return closed == 1 })
+	if got := testutil.ToFloat64(l.metrics.BadFrames.WithLabelValues("oversized")); got != 1 {
+		t.Fatalf("oversized bad frames = %v, want 1", got)
+	}
+}
+
+// TestFrameFloodRateLimited: acks and pings are rate limited like inputs, so one client
+// cannot flood the tick's queues.
+func TestFrameFloodRateLimited(t *testing.T) {
+	l, b := startEdge(t, func(c *Config) {
+		c.FramesPerSecond = 60
+		c.FrameBurst = 20
+	})
+	c := dialRaw(t, l)
+	c.write(hello(wire.ProtocolVersion, "any"))
+	c.next(wire.MsgWelcome)
+	var flood []byte
+	for range 500 {
+		flood = (&wire.Ack{Tick: 5}).AppendFrame(flood)
+	}
+	c.write(flood)
+	eventually(t, "the flood counted", func() bool {
+		b.mu.Lock()
+		n := len(b.acks)
+		b.mu.Unlock()
+		return n >= 20 && float64(n)+testutil.ToFloat64(l.metrics.BadFrames.WithLabelValues("rate_limit")) == 500
+	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.acks) > 60 {
+		t.Fatalf("backend got %d of 500 acks sent at once; the bucket allows a burst of 20", len(b.acks))
+	}
+}
+
+// TestOpenClosePairedOnShutdown: sessions saying hello while the listener shuts down are
+// either never opened or opened and then closed: the backend never keeps a session.
+func TestOpenClosePairedOnShutdown(t *testing.T) {
+	for iter := range 5 {
+		cfg := DefaultConfig()
+		cfg.Listen = "127.0.0.1:0"
+		b := &recordingBackend{}
+		l, err := Listen(cfg, b, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.l = l
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Serve(ctx) }()
+		for range 40 {
+			c := dialRaw(t, l)
+			c.write(hello(wire.ProtocolVersion, "x"))
+		}
+		time.Sleep(time.Duration(iter) * 5 * time.Millisecond)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		opened, _, closed := b.counts()
+		if opened != closed {
+			t.Fatalf("iteration %d: %d sessions opened, %d closed", iter, opened, closed)
+		}
+	}
 }
 
 func TestServerFull(t *testing.T) {

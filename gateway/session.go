@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"errors"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,12 +34,32 @@ type Session struct {
 	hasSnap   bool
 	writerBuf []byte // the buffer the writer currently owns; swapped with snap
 	closing   bool   // a disconnect is queued: write what is queued, then end
-	opened    bool   // Backend.Open was called
+	ended     bool   // end has run
 
 	// reader-goroutine state
-	tokens   float64
-	lastFill time.Time
-	bad      int
+	inputs bucket // inputs
+	frames bucket // every frame after the hello
+	bad    int
+}
+
+// bucket is a token bucket refilled at rate tokens a second up to burst.
+type bucket struct {
+	tokens, rate, burst float64
+	last                time.Time
+}
+
+func newBucket(rate, burst int) bucket {
+	return bucket{tokens: float64(burst), rate: float64(rate), burst: float64(burst), last: time.Now()}
+}
+
+func (b *bucket) take(now time.Time) bool {
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 func newSession(l *Listener, id SessionID, conn *kcp.UDPSession, ip string) *Session {
@@ -45,7 +67,8 @@ func newSession(l *Listener, id SessionID, conn *kcp.UDPSession, ip string) *Ses
 		l: l, id: id, conn: conn, ip: ip,
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		tokens: float64(l.cfg.InputBurst),
+		inputs: newBucket(l.cfg.InputsPerSecond, l.cfg.InputBurst),
+		frames: newBucket(l.cfg.FramesPerSecond, l.cfg.FrameBurst),
 	}
 }
 
@@ -91,6 +114,7 @@ func (s *Session) queueControl(frame []byte) {
 
 // disconnect queues a disconnect frame; the writer sends what is queued, then ends the session.
 func (s *Session) disconnect(reason wire.DisconnectReason, msg string) {
+	s.closed(strings.ReplaceAll(reason.String(), " ", "_"))
 	frame := (&wire.Disconnect{Reason: reason, Message: msg}).AppendFrame(nil)
 	s.mu.Lock()
 	if s.closing {
@@ -104,19 +128,23 @@ func (s *Session) disconnect(reason wire.DisconnectReason, msg string) {
 	s.signal()
 }
 
-// end closes the session exactly once: transport, listener bookkeeping, backend.
+// end closes the session exactly once: transport and listener bookkeeping. The reader
+// goroutine, unblocked by the closed transport, tells the backend (it alone calls Open and
+// Close, so they can never be reordered or unpaired).
 func (s *Session) end() {
 	s.once.Do(func() {
+		s.mu.Lock()
+		s.ended = true
+		s.mu.Unlock()
 		close(s.done)
 		_ = s.conn.Close()
 		s.l.remove(s)
-		s.mu.Lock()
-		opened := s.opened
-		s.mu.Unlock()
-		if opened {
-			s.l.backend.Close(s.id)
-		}
 	})
+}
+
+// closed counts why a session ended (reasons are metric labels).
+func (s *Session) closed(reason string) {
+	s.l.metrics.SessionsClosed.WithLabelValues(reason).Inc()
 }
 
 func (s *Session) writeLoop() {
@@ -158,50 +186,63 @@ func (s *Session) writeLoop() {
 
 func (s *Session) readLoop() {
 	defer s.l.wg.Done()
-	fr := wire.NewFrameReader(s.conn)
+	if s.hello() {
+		s.l.backend.Close(s.id)
+	}
+}
+
+// hello runs the session's reading side; it reports whether Backend.Open was called.
+func (s *Session) hello() (opened bool) {
+	fr := wire.NewFrameReaderLimit(s.conn, wire.MaxClientFrameSize)
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.l.cfg.HelloTimeout))
 	t, payload, err := fr.Next()
 	if err != nil {
 		s.frameError(err, "hello")
-		return
+		return false
 	}
 	if t != wire.MsgHello {
 		s.l.metrics.BadFrames.WithLabelValues("expected_hello").Inc()
 		s.disconnect(wire.ReasonProtocolError, "first frame must be a hello")
-		return
+		return false
 	}
 	hello, err := wire.DecodeHello(payload)
 	switch {
 	case err != nil:
 		s.l.metrics.BadFrames.WithLabelValues("malformed").Inc()
 		s.disconnect(wire.ReasonProtocolError, "malformed hello")
-		return
+		return false
 	case hello.Version != wire.ProtocolVersion:
 		s.l.metrics.SessionsRejected.WithLabelValues("bad_version").Inc()
 		s.disconnect(wire.ReasonBadVersion, "unsupported protocol version")
-		return
+		return false
 	case !s.tokenOK(hello.Token):
 		s.l.metrics.SessionsRejected.WithLabelValues("bad_token").Inc()
 		s.disconnect(wire.ReasonBadToken, "invalid session token")
-		return
+		return false
 	}
 	s.mu.Lock()
-	s.opened = true
+	gone := s.ended || s.closing
 	s.mu.Unlock()
+	if gone { // the listener is shutting down: never open what is already closed
+		return false
+	}
 	s.l.metrics.SessionsOpened.Inc()
 	s.l.backend.Open(s.id, append([]byte(nil), hello.Token...))
-	s.lastFill = time.Now()
 
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(s.l.cfg.IdleTimeout))
 		t, payload, err := fr.Next()
 		if err != nil {
 			s.frameError(err, "")
-			return
+			return true
 		}
-		s.l.metrics.BytesReceived.Add(float64(len(payload) + 3))
+		s.l.metrics.BytesReceived.Add(float64(len(payload) + wire.FrameHeaderSize))
+		if !s.frames.take(time.Now()) {
+			s.l.metrics.BadFrames.WithLabelValues("rate_limit").Inc()
+			continue
+		}
 		if !s.handle(t, payload) {
-			return
+			return true
 		}
 	}
 }
@@ -214,7 +255,7 @@ func (s *Session) handle(t wire.MsgType, payload []byte) bool {
 		if err != nil {
 			return s.badFrame("malformed")
 		}
-		if !s.takeToken() {
+		if !s.inputs.take(time.Now()) {
 			s.l.metrics.RejectedInputs.WithLabelValues("rate_limit").Inc()
 			return true
 		}
@@ -233,6 +274,7 @@ func (s *Session) handle(t wire.MsgType, payload []byte) bool {
 		pong := wire.Pong{ClientTimeMicros: p.ClientTimeMicros, ServerTimeMicros: uint64(time.Now().UnixMicro()), ServerTick: s.l.backend.Tick()}
 		s.queueControl(pong.AppendFrame(nil))
 	case wire.MsgDisconnect:
+		s.closed("client_disconnect")
 		s.end()
 		return false
 	case wire.MsgHello:
@@ -255,13 +297,27 @@ func (s *Session) badFrame(reason string) bool {
 
 // frameError ends the session after a transport or framing error.
 func (s *Session) frameError(err error, phase string) {
+	var nerr net.Error
 	switch {
-	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrFrameEmpty):
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		s.l.metrics.BadFrames.WithLabelValues("oversized").Inc()
+		s.disconnect(wire.ReasonProtocolError, "frame too large")
+	case errors.Is(err, wire.ErrFrameEmpty):
 		s.l.metrics.BadFrames.WithLabelValues("framing").Inc()
 		s.disconnect(wire.ReasonProtocolError, "bad framing")
 	default:
-		if phase == "hello" {
+		switch {
+		case phase == "hello":
 			s.l.metrics.SessionsRejected.WithLabelValues("no_hello").Inc()
+		case errors.As(err, &nerr) && nerr.Timeout():
+			s.closed("idle_timeout")
+		default:
+			s.mu.Lock()
+			ended := s.ended
+			s.mu.Unlock()
+			if !ended { // not our own close
+				s.closed("transport_error")
+			}
 		}
 		s.end()
 	}
@@ -272,19 +328,4 @@ func (s *Session) tokenOK(tok []byte) bool {
 		return s.l.cfg.AcceptToken(tok)
 	}
 	return len(tok) > 0
-}
-
-// takeToken is the per-session input token bucket.
-func (s *Session) takeToken() bool {
-	now := time.Now()
-	s.tokens += now.Sub(s.lastFill).Seconds() * float64(s.l.cfg.InputsPerSecond)
-	s.lastFill = now
-	if burst := float64(s.l.cfg.InputBurst); s.tokens > burst {
-		s.tokens = burst
-	}
-	if s.tokens < 1 {
-		return false
-	}
-	s.tokens--
-	return true
 }

@@ -81,6 +81,7 @@ type FrameReader struct {
 	start, end int
 	err        error // sticky: the error Next returned, or the reader's pending error
 	readErr    error // an error the reader returned along with data, reported once the data is used
+	limit      int   // largest frame length accepted (type byte included)
 }
 
 const (
@@ -89,9 +90,20 @@ const (
 	maxEmptyReads         = 100
 )
 
-// NewFrameReader returns a FrameReader reading from r.
+// NewFrameReader returns a FrameReader reading from r that accepts frames up to MaxFrameSize.
 func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{r: r}
+	return &FrameReader{r: r, limit: MaxFrameSize}
+}
+
+// MaxClientFrameSize is the largest frame a client sends (a hello with the longest token is
+// 2+1+255 bytes after the type byte); a server reads client streams with this limit so that a
+// client cannot make it buffer a 64 KiB frame.
+const MaxClientFrameSize = 512
+
+// NewFrameReaderLimit returns a FrameReader that rejects, with ErrFrameTooLarge, any frame
+// whose length prefix exceeds limit (1..MaxFrameSize), before reading its payload.
+func NewFrameReaderLimit(r io.Reader, limit int) *FrameReader {
+	return &FrameReader{r: r, limit: max(1, min(limit, MaxFrameSize))}
 }
 
 // Next returns the next frame's type and payload. The payload aliases the reader's buffer and
@@ -108,6 +120,9 @@ func (f *FrameReader) Next() (MsgType, []byte, error) {
 	n := int(binary.LittleEndian.Uint16(f.buf[f.start:]))
 	if n == 0 {
 		return 0, nil, f.setErr(ErrFrameEmpty)
+	}
+	if n > f.limit {
+		return 0, nil, f.setErr(fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, f.limit))
 	}
 	if err := f.fill(2 + n); err != nil {
 		if err == io.EOF {

@@ -206,3 +206,21 @@ func TestFrameReaderNoAllocsSteadyState(t *testing.T) {
 		t.Fatalf("%v allocations per 100 frames", allocs)
 	}
 }
+
+func TestFrameReaderLimit(t *testing.T) {
+	small := (&Ack{Tick: 9}).AppendFrame(nil)
+	big, err := AppendFrame(nil, MsgInput, make([]byte, 600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := NewFrameReaderLimit(bytes.NewReader(append(append([]byte(nil), small...), big...)), MaxClientFrameSize)
+	if typ, _, err := fr.Next(); err != nil || typ != MsgAck {
+		t.Fatalf("first frame: %v %v", typ, err)
+	}
+	if _, _, err := fr.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("a 601-byte frame under a %d-byte limit: %v, want ErrFrameTooLarge", MaxClientFrameSize, err)
+	}
+	if _, _, err := fr.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("the error is not sticky: %v", err)
+	}
+}

@@ -22,15 +22,11 @@ func runBots(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("meridian bots", flag.ContinueOnError)
 	cfg := bots.DefaultConfig("127.0.0.1:7777", 100)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "server (gateway or standalone cell server) UDP address")
+	fs.StringVar(&cfg.Addr, "gateway", cfg.Addr, "the same as --addr")
 	addBotFlags(fs, &cfg)
-	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	duration := fs.Duration("duration", 0, "how long the bots play once connected (0: until interrupted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
 	}
 	start := time.Now()
 	r, err := bots.Connect(ctx, cfg)
@@ -38,6 +34,11 @@ func runBots(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("%d bots connected to %s in %v (%s)\n", cfg.N, cfg.Addr, time.Since(start).Round(time.Millisecond), cfg.Behavior)
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
 	go r.Run(ctx)
 	live := newBotMeter(r)
 	t := time.NewTicker(time.Second)

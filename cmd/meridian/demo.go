@@ -65,6 +65,14 @@ func runDemo(ctx context.Context, args []string) error {
 	meter := newBotMeter(r)
 	var all []time.Duration
 	var bytesOut, overruns, skipped int
+	collect := func() cellserver.TickWindow {
+		w := srv.Driver.TakeWindow()
+		all = append(all, w.Durations...)
+		bytesOut += w.BytesOut
+		overruns += w.Overruns
+		skipped += w.Skipped
+		return w
+	}
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
 	run := time.Now()
@@ -74,11 +82,7 @@ loop:
 		case <-runCtx.Done():
 			break loop
 		case <-tk.C:
-			w := srv.Driver.TakeWindow()
-			all = append(all, w.Durations...)
-			bytesOut += w.BytesOut
-			overruns += w.Overruns
-			skipped += w.Skipped
+			w := collect()
 			t, rt := meter.sample()
 			if len(w.Durations) == 0 {
 				fmt.Printf("t=%3.0fs no tick completed in this second: the server is stalled\n", time.Since(run).Seconds())
@@ -89,6 +93,7 @@ loop:
 				rt.kbit, float64(w.BytesOut)*8/1000/float64(max(1, w.Clients)), t.RTTp50.Round(100*time.Microsecond))
 		}
 	}
+	collect() // the last partial second
 	el := time.Since(run).Seconds()
 	total := r.Totals()
 	pr := perBot(meter.first, total, el, total.Bots)

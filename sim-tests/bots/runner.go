@@ -101,6 +101,10 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
+				if ctx.Err() != nil {
+					errs <- fmt.Errorf("bot %d: %w", i, ctx.Err())
+					continue
+				}
 				cc := cfg.Client
 				cc.Addr = cfg.Addr
 				cc.Token = fmt.Appendf(nil, "bot-%d", i)

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/gateway"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/wire"
@@ -134,5 +137,43 @@ func TestBotsSeeTheServersWorld(t *testing.T) {
 		if st.LastInputAcked != st.InputsSent {
 			t.Errorf("bot %d: sent inputs up to seq %d, server applied up to %d", i, st.InputsSent, st.LastInputAcked)
 		}
+	}
+}
+
+// TestRefusedAndShutdown: a client beyond the world's capacity is told "server full" instead
+// of waiting for a welcome, and a server shutting down tells its clients, which end at once.
+func TestRefusedAndShutdown(t *testing.T) {
+	wc := cellserver.DefaultConfig()
+	wc.WorldMax = [2]float64{100, 100}
+	wc.MaxClients = 1
+	ec := gateway.DefaultConfig()
+	ec.Listen = "127.0.0.1:0"
+	srv, err := cellserver.NewStandalone(cellserver.StandaloneConfig{
+		World: wc, Driver: cellserver.DefaultDriverConfig(time.Now()), Edge: ec, Seed: 1,
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	addr := srv.Listener.Addr().String()
+	first, err := client.Dial(ctx, client.DefaultConfig(addr, []byte("first")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Dial(ctx, client.DefaultConfig(addr, []byte("second")))
+	if !errors.Is(err, client.ErrDisconnected) || !strings.Contains(err.Error(), "server full") {
+		t.Fatalf("second client: %v, want a server-full disconnect", err)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-first.Done()
+	if err := first.Err(); !errors.Is(err, client.ErrDisconnected) || !strings.Contains(err.Error(), "shutdown") {
+		t.Fatalf("first client ended with %v, want a shutdown disconnect", err)
 	}
 }
