@@ -42,7 +42,7 @@ func DefaultConfig() Config {
 		KCPInterval:      10,
 		KCPResend:        2,
 		KCPNoCongestion:  1,
-		KCPWindow:        256,
+		KCPWindow:        64, // at 20 snapshots/s a congested client holds ≤ ~3 s of backlog before newer snapshots supersede unsent ones
 	}
 }
 
