@@ -30,6 +30,15 @@ var commands = []command{
 	{"cell", "run a cell server (standalone: it owns the whole world and serves clients over KCP)", runCell},
 	{"bots", "run a crowd of bots against a server over real KCP", runBots},
 	{"demo", "one cell server and a crowd of bots in this process, with live figures", runDemo},
+	{"meta", "run a metadata (Raft) node: the replicated partition map and its HTTP API", runMeta},
+	{"map", "show the partition map: ascii drawing, table, json or svg (--watch follows changes)", runMap},
+	{"servers", "list the registered cell servers and their load", runServers},
+	{"cells", "list the cells: bounds, owner, epoch, state, load", runCells},
+	{"status", "show the metadata cluster's Raft members and leader", runStatus},
+	{"split", "split a cell in two (admin)", runSplit},
+	{"merge", "merge a cell with its sibling (admin)", runMerge},
+	{"move", "give a cell to another server (admin)", runMove},
+	{"drain", "move every cell off a server and stop giving it new ones (admin)", runDrain},
 }
 
 func usage() {

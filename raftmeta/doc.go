@@ -1,0 +1,34 @@
+// Package raftmeta is Meridian's metadata service: the Raft-replicated partition map that says
+// which cell server owns which rectangle of the world (DESIGN.md §2).
+//
+// # What it owns
+//
+//   - The partition map (types.go): the world rectangle, the k-d tree whose leaves are the
+//     cells (id, bounds, owner, epoch, state), the registered cell servers with their leases
+//     and last load reports, and the map version.
+//   - The FSM (state.go, fsm.go): the deterministic state machine hashicorp/raft applies
+//     committed log entries to. Every entry is one command: a one-byte CommandType followed by
+//     a JSON payload (command.go), dispatched through a registration table as Consul does.
+//     The commands are InitWorld, Register, Heartbeat, Deregister, Split, Merge, Shift, Move,
+//     Drain and MarkDead; an invalid one is rejected with an error from errors.go and changes
+//     nothing. The FSM contract is written out at the top of state.go.
+//   - The nodes: log and stable store, file snapshots, TCP transport, bootstrap and join,
+//     leader forwarding, and the leader's lease sweep that proposes MarkDead after lease +
+//     margin.
+//   - The HTTP/JSON API on every node (map, cells, servers, status, writes forwarded to the
+//     leader, linearizable reads by default and ?stale follower reads, blocking queries on the
+//     map version), with errors reported as the stable codes of ErrorCode.
+//
+// The log and stable store is raft-boltdb/v2 v2.3.0 because it is the store hashicorp/raft's own
+// users (Consul, Nomad, Vault) run in production, it is one file per node with synced
+// transactions, and the partition map's write rate (heartbeats and a few map changes per second)
+// is far below what it sustains.
+//
+// # What it must not do
+//
+// It does not simulate entities, decide partitioning (the partitioner proposes splits, merges,
+// shifts and moves as ordinary commands) or talk to game clients. The FSM's Apply never reads a
+// clock, starts a goroutine or uses a global random source: every time it needs (lease start,
+// the instant a server is declared dead) is stamped into the command by the proposer, so every
+// replica that applies the same log reaches the same map.
+package raftmeta
