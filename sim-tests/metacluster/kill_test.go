@@ -18,11 +18,11 @@ var failoverKills = flag.Int("failover-kills", 1, "leader SIGKILLs in TestLeader
 // writer registers cell servers with ids 1, 2, 3, ... through whichever node answers,
 // remembering every registration the cluster acknowledged.
 type writer struct {
-	c      *Cluster
-	mu     sync.Mutex
-	acked  []raftmeta.ServerID
-	ackAt  []time.Time
-	next   raftmeta.ServerID
+	c       *Cluster
+	mu      sync.Mutex
+	acked   []raftmeta.ServerID
+	ackAt   []time.Time
+	next    raftmeta.ServerID
 	rr      int
 	failed  int
 	lastErr error
