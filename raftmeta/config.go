@@ -1,6 +1,7 @@
 package raftmeta
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -62,6 +63,14 @@ type Config struct {
 	// InitWorld with these. They mean nothing once the map exists.
 	World       World
 	MinCellSize float64
+
+	// PeerDial, if set, opens every connection this node makes to another metadata node:
+	// the Raft transport's outgoing RPC connections and node-to-node HTTP (leader
+	// forwarding, the address-table sync, joining). Every byte between two nodes travels on
+	// a connection one of them dialed, so a hook that refuses dials across a cut and closes
+	// the connections it handed out there partitions the cluster (faultnet_test.go). It is
+	// for fault injection in tests; nil in production: a plain TCP dial.
+	PeerDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultConfig returns the LAN defaults. ID, RaftAddr, HTTPAddr and DataDir must still be set.

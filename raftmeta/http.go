@@ -45,8 +45,10 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -593,7 +595,10 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 // ---- forwarding ----
 
 // forward relays r (with body) to the leader and copies the answer back. It makes one hop: a
-// request that was already forwarded and reached a non-leader gets 503 not_leader.
+// request that was already forwarded and reached a non-leader gets 503 not_leader. A write
+// whose request reached the leader but whose answer did not come back is 504 timeout (the
+// outcome is unknown), not no_leader: only a failure before the request was sent means that
+// nothing was applied.
 func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.Header.Get(headerForwardedBy) != "" {
 		n.writeError(w, n.notLeaderErr())
@@ -621,8 +626,19 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 		req.Header.Set("Content-Type", ct)
 	}
 	req.Header.Set(headerForwardedBy, strconv.FormatUint(n.cfg.ID, 10))
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	}))
 	resp, err := n.hc.Do(req)
 	if err != nil {
+		if r.Method != http.MethodGet && sent.Load() {
+			// The leader may have received the write and applied it. no_leader or shutdown
+			// would tell the client that nothing was applied and to retry elsewhere, where a
+			// retried move would fail with stale_epoch although the first one took effect.
+			n.writeError(w, fmt.Errorf("%w: forwarded to the leader (node %d at %s), but its answer was lost: %v (the outcome is unknown)", ErrTimeout, id, addr, err))
+			return
+		}
 		if r.Context().Err() != nil {
 			n.abandoned(w)
 			return

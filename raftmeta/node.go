@@ -9,7 +9,8 @@ package raftmeta
 // change) is on disk before raft acknowledges it — acknowledged means durable (LESSONS.md:
 // Jepsen found NATS losing acknowledged writes because it did not). A raft.LogCache of recent
 // entries sits in front of it for reads. Snapshots are raft.FileSnapshotStore files under
-// DataDir/snapshots (three retained); the transport is raft.NewTCPTransport.
+// DataDir/snapshots (three retained); the transport is a raft.NetworkTransport over TCP
+// (newRaftTransport: raft.NewTCPTransport's stream layer, with Config.PeerDial for tests).
 //
 // Leader HTTP addresses. Raft's configuration knows each server's ID and Raft address only,
 // but forwarding needs the leader's HTTP address. Every node therefore keeps a small table
@@ -149,7 +150,7 @@ func StartContext(ctx context.Context, cfg Config, lg *slog.Logger, reg promethe
 			return nil, fmt.Errorf("raftmeta: RaftAdvertise: %w", err)
 		}
 	}
-	n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, cfg.TransportTimeout, hl.Named("net"))
+	n.trans, err = newRaftTransport(cfg.RaftAddr, adv, cfg.PeerDial, cfg.TransportTimeout, hl.Named("net"))
 	if err != nil {
 		return nil, fmt.Errorf("raftmeta: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
@@ -178,7 +179,11 @@ func StartContext(ctx context.Context, cfg Config, lg *slog.Logger, reg promethe
 		ID: cfg.ID, RaftAddr: n.raftAddr, HTTPAddr: n.httpAddr, Updated: time.Now().UnixNano(),
 	}, lg)
 	n.fsm = NewFSM()
-	n.hc = &http.Client{Transport: newTransport()}
+	tr := newTransport()
+	if cfg.PeerDial != nil {
+		tr.DialContext = cfg.PeerDial
+	}
+	n.hc = &http.Client{Transport: tr}
 
 	n.raft, err = raft.NewRaft(cfg.raftConfig(hl), n.fsm, n.logs, n.store, snaps, n.trans)
 	if err != nil {
@@ -243,6 +248,47 @@ func StartContext(ctx context.Context, cfg Config, lg *slog.Logger, reg promethe
 		lg.Warn("no raft state, no --bootstrap and no --join: waiting for a leader to add this node", "raft_addr", n.raftAddr)
 	}
 	return n, nil
+}
+
+// newRaftTransport is raft.NewTCPTransportWithLogger(bind, advertise, 3, timeout, logger)
+// except that outgoing connections are made by dial when it is not nil (Config.PeerDial).
+func newRaftTransport(bind string, advertise net.Addr, dial func(context.Context, string, string) (net.Conn, error),
+	timeout time.Duration, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	sl := &tcpStreamLayer{Listener: ln, advertise: advertise, dial: dial}
+	if a, ok := sl.Addr().(*net.TCPAddr); !ok || a.IP == nil || a.IP.IsUnspecified() {
+		_ = ln.Close()
+		return nil, fmt.Errorf("local bind address %v is not advertisable (set RaftAdvertise)", sl.Addr())
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: timeout, Logger: logger,
+	}), nil
+}
+
+// tcpStreamLayer is raft.TCPStreamLayer with a replaceable dialer.
+type tcpStreamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // nil: net.DialTimeout
+}
+
+func (s *tcpStreamLayer) Addr() net.Addr {
+	if s.advertise != nil {
+		return s.advertise
+	}
+	return s.Listener.Addr()
+}
+
+func (s *tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if s.dial == nil {
+		return net.DialTimeout("tcp", string(addr), timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, "tcp", string(addr))
 }
 
 // ID returns the node's ID.
