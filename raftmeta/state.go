@@ -1,6 +1,7 @@
 package raftmeta
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -705,7 +706,7 @@ func (s *state) sortedCells() []Cell {
 	for _, c := range s.cells {
 		cells = append(cells, *c)
 	}
-	slices.SortFunc(cells, func(a, b Cell) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(cells, func(a, b Cell) int { return cmp.Compare(a.ID, b.ID) })
 	return cells
 }
 
@@ -715,18 +716,8 @@ func (s *state) sortedServers() []Server {
 	for _, srv := range s.servers {
 		servers = append(servers, copyServer(srv))
 	}
-	slices.SortFunc(servers, func(a, b Server) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(servers, func(a, b Server) int { return cmp.Compare(a.ID, b.ID) })
 	return servers
-}
-
-func cmpID[T ~uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func copyServer(srv *Server) Server {
@@ -791,7 +782,7 @@ func (s *state) snapshot() *snapshotData {
 	for _, n := range s.nodes {
 		d.Nodes = append(d.Nodes, snapNode{ID: n.id, Cell: n.cell, Axis: n.axis, At: n.at, Low: n.low, High: n.high})
 	}
-	slices.SortFunc(d.Nodes, func(a, b snapNode) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(d.Nodes, func(a, b snapNode) int { return cmp.Compare(a.ID, b.ID) })
 	return d
 }
 

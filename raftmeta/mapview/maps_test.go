@@ -1,6 +1,7 @@
 package mapview
 
 import (
+	"cmp"
 	"slices"
 	"testing"
 
@@ -81,7 +82,7 @@ func (b *builder) report(s raftmeta.ServerID, cell raftmeta.CellID, ent int) {
 
 func (b *builder) done() raftmeta.Map {
 	m := b.m
-	slices.SortFunc(m.Cells, func(a, c raftmeta.Cell) int { return cmpU(a.ID, c.ID) })
+	slices.SortFunc(m.Cells, func(a, c raftmeta.Cell) int { return cmp.Compare(a.ID, c.ID) })
 	m.Index = m.Version + 7
 	return m
 }

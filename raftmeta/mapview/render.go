@@ -1,6 +1,7 @@
 package mapview
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -34,8 +35,8 @@ func newView(m raftmeta.Map) *view {
 		load:    map[raftmeta.CellID]raftmeta.CellLoad{},
 		count:   map[raftmeta.ServerID]int{},
 	}
-	slices.SortStableFunc(v.servers, func(a, b raftmeta.Server) int { return cmpU(a.ID, b.ID) })
-	slices.SortStableFunc(v.cells, func(a, b raftmeta.Cell) int { return cmpU(a.ID, b.ID) })
+	slices.SortStableFunc(v.servers, func(a, b raftmeta.Server) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortStableFunc(v.cells, func(a, b raftmeta.Cell) int { return cmp.Compare(a.ID, b.ID) })
 	for i, s := range v.servers {
 		v.slot[s.ID] = i
 	}
@@ -58,16 +59,6 @@ func newView(m raftmeta.Map) *view {
 		}
 	}
 	return v
-}
-
-func cmpU[T ~uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // world returns the world's corners and checks it is not empty.
