@@ -17,19 +17,26 @@
 //     BaselineWindow ticks on either side.
 //   - Bits (bits.go): BitWriter / BitReader, MSB-first, with the prefix codes the snapshot uses.
 //   - Quantisation (quant.go): metres and radians to the integers the wire carries.
+//   - Peer link (peer.go): the messages between cell servers (and gateways) over TCP, framed
+//     length:uint32le | type:uint8 | payload: hello, migrate (a zstd-compressed block of
+//     EntityRecords: a cell's entities moving to another server), handoff and its ack, and a
+//     session's input, ack, leave and snapshot frame relayed between its home and its entity's
+//     owner. PeerReader reads a stream with a bounded buffer.
 //
 // # Testing
 //
 // Besides unit tests: a property test of the delta codec over random view traces and a lossy,
 // reordering link (TestSnapshotDeltaProperty); fuzz targets FuzzDecodeSnapshot, FuzzSplitFrame,
-// FuzzFrameReader and FuzzDecodeMessage with seed corpora in testdata/fuzz (regenerate with
+// FuzzFrameReader, FuzzDecodeMessage, FuzzDecodePeer, FuzzPeerReader and FuzzEntityBlockRaw
+// with seed corpora in testdata/fuzz (regenerate with
 // go test ./wire -run TestFuzzCorpus -args -regen-corpus); and BenchmarkSnapshot over the
 // 30 s trace in testdata/snapshot_trace.txt (regenerate with
 // go test ./wire -run TestTraceReproducible -args -regen-trace).
 //
 // # Rules
 //
-// The package imports no other package of Meridian's and nothing but the standard library. It
+// The package imports no other package of Meridian's, and nothing outside the standard library
+// but klauspost/compress/zstd (for migration blocks). It
 // does no I/O beyond reading frames from an io.Reader, reads no clock, starts no goroutine and
 // uses no global random source: every function is a deterministic function of its arguments.
 // Decoders never panic, whatever the input; they bound every allocation by the limits in
@@ -39,5 +46,6 @@
 //
 // Decoders are strict: they accept exactly the canonical encoding that the encoders produce
 // (shortest prefix code, zero padding, no trailing bytes, no redundant records), so a decoded
-// value re-encodes to the same bytes.
+// value re-encodes to the same bytes — except a migration's zstd block, where any valid zstd
+// encoding of the canonical record block is accepted (the decoded records are canonical).
 package wire

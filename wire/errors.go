@@ -39,6 +39,12 @@ var (
 	// value needs, non-zero padding bits, a redundant snapshot record). Decoders accept only
 	// the one encoding the encoders produce.
 	ErrNonCanonical = errors.New("wire: non-canonical encoding")
+	// ErrTooManyEntities: an entity block (a peer Migrate) declaring more than
+	// MaxMigrateEntities records, checked before anything is decompressed or allocated.
+	ErrTooManyEntities = errors.New("wire: too many entities")
+	// ErrCorruptBlock: the compressed part of an entity block is not valid zstd, fails its
+	// checksum or decompresses to more than its record count allows.
+	ErrCorruptBlock = errors.New("wire: corrupt compressed block")
 )
 
 // ErrShortBuffer is another name for ErrTruncated.

@@ -1,0 +1,815 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"pgregory.net/rapid"
+)
+
+// extremeRecord uses the largest value of every field.
+var extremeRecord = EntityRecord{
+	ID: math.MaxUint64, X: math.MinInt32, Y: math.MaxInt32, Z: math.MinInt32, VX: math.MaxInt32, VZ: math.MinInt32,
+	Yaw: YawSteps - 1, Kind: 255, Action: 255, AuthEpoch: math.MaxUint64, Home: math.MaxUint64,
+	Client: math.MaxUint32, LastSeq: math.MaxUint32, LastInputTick: math.MaxUint32,
+}
+
+// validPeerMessages holds at least one valid message of every peer type, edge values included.
+func validPeerMessages() []PeerMessage {
+	npc := EntityRecord{ID: 1}
+	player := EntityRecord{ID: 77, X: 320000, Y: 768, Z: -192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1, Action: 2,
+		AuthEpoch: 4, Home: 9, Client: 1234, LastSeq: 99, LastInputTick: 1000}
+	return []PeerMessage{
+		&PeerHelloMsg{Server: 1, Incarnation: 0, Version: PeerProtocolVersion},
+		&PeerHelloMsg{Server: math.MaxUint64, Incarnation: math.MaxUint64, Version: math.MaxUint16},
+		&MigrateMsg{Change: 5, Transfer: 0, Cell: 3, Epoch: 8, Tick: 1000}, // no entities: nil
+		&MigrateMsg{Change: 6, Transfer: 1, Cell: 4, Epoch: 0, Tick: 1, Entities: []EntityRecord{npc}},
+		&MigrateMsg{Change: math.MaxUint64, Transfer: math.MaxUint32, Cell: math.MaxUint64, Epoch: math.MaxUint64,
+			Tick: math.MaxUint32, Entities: []EntityRecord{npc, player, {ID: 1 << 40, X: -5}, extremeRecord}},
+		&MigrateMsg{Change: 7, Transfer: 2, Cell: 5, Epoch: 9, Tick: 2000, Entities: clusteredEntities(300, 1)},
+		&HandoffMsg{Transfer: 1, Cell: 2, Epoch: 3, Tick: 4, Entity: player},
+		&HandoffMsg{Transfer: math.MaxUint64, Cell: math.MaxUint64, Epoch: math.MaxUint64, Tick: math.MaxUint32, Entity: extremeRecord},
+		&HandoffMsg{Transfer: 5, Cell: 6, Tick: 7, Entity: npc},
+		&HandoffAckMsg{Transfer: 1, Result: HandoffAccepted},
+		&HandoffAckMsg{Transfer: math.MaxUint64, Result: HandoffRejected},
+		&HandoffAckMsg{Transfer: 12, Result: HandoffDuplicate},
+		&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1}},
+		&InputMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64,
+			Input: Input{Seq: math.MaxUint32, ClientTick: math.MaxUint32, MoveX: -127, MoveZ: 127, Yaw: YawSteps - 1, Action: 255}},
+		&AckMsg{Home: 3, Client: 4, Entity: 5, Tick: 6},
+		&AckMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64, Tick: math.MaxUint32},
+		&LeaveMsg{Home: 3, Client: 4, Entity: 5},
+		&LeaveMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64},
+		&FrameMsg{Client: 1, Entity: 2, AuthEpoch: 0, Frame: []byte{1, 0, byte(MsgSnapshot)}},
+		&FrameMsg{Client: math.MaxUint32, Entity: math.MaxUint64, AuthEpoch: math.MaxUint64,
+			Frame: bytes.Repeat([]byte{0xA5}, MaxForwardedFrame)},
+	}
+}
+
+// invalidPeerMessages holds messages that Validate rejects, with the sentinel it gives.
+func invalidPeerMessages() []struct {
+	m    PeerMessage
+	want error
+} {
+	ok := EntityRecord{ID: 1}
+	return []struct {
+		m    PeerMessage
+		want error
+	}{
+		{&PeerHelloMsg{Server: 0}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 0, Tick: 1}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 0}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: []EntityRecord{{ID: 0}}}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: []EntityRecord{{ID: 3}, {ID: 1}, {ID: 3}}}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: []EntityRecord{{ID: 1, Yaw: YawSteps}}}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: []EntityRecord{{ID: 1, Home: 1}}}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: []EntityRecord{{ID: 1, Client: 1}}}, ErrValueOutOfRange},
+		{&MigrateMsg{Cell: 1, Tick: 1, Entities: make([]EntityRecord, MaxMigrateEntities+1)}, ErrTooManyEntities},
+		{&HandoffMsg{Transfer: 0, Cell: 1, Tick: 1, Entity: ok}, ErrValueOutOfRange},
+		{&HandoffMsg{Transfer: 1, Cell: 0, Tick: 1, Entity: ok}, ErrValueOutOfRange},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 0, Entity: ok}, ErrValueOutOfRange},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1}, ErrValueOutOfRange},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1, Yaw: 0xFFFF}}, ErrValueOutOfRange},
+		{&HandoffAckMsg{Transfer: 0, Result: HandoffAccepted}, ErrValueOutOfRange},
+		{&HandoffAckMsg{Transfer: 1, Result: 0}, ErrValueOutOfRange},
+		{&HandoffAckMsg{Transfer: 1, Result: 4}, ErrValueOutOfRange},
+		{&InputMsg{Home: 0, Client: 1, Entity: 1, Input: Input{Seq: 1}}, ErrValueOutOfRange},
+		{&InputMsg{Home: 1, Client: 0, Entity: 1, Input: Input{Seq: 1}}, ErrValueOutOfRange},
+		{&InputMsg{Home: 1, Client: 1, Entity: 0, Input: Input{Seq: 1}}, ErrValueOutOfRange},
+		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 0}}, ErrValueOutOfRange},
+		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1, MoveX: -128}}, ErrValueOutOfRange},
+		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1, Yaw: YawSteps}}, ErrValueOutOfRange},
+		{&AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 0}, ErrValueOutOfRange},
+		{&AckMsg{Home: 0, Client: 1, Entity: 1, Tick: 1}, ErrValueOutOfRange},
+		{&LeaveMsg{Home: 1, Client: 1, Entity: 0}, ErrValueOutOfRange},
+		{&FrameMsg{Client: 0, Entity: 1, Frame: []byte{1}}, ErrValueOutOfRange},
+		{&FrameMsg{Client: 1, Entity: 0, Frame: []byte{1}}, ErrValueOutOfRange},
+		{&FrameMsg{Client: 1, Entity: 1}, ErrValueOutOfRange},
+		{&FrameMsg{Client: 1, Entity: 1, Frame: make([]byte, MaxForwardedFrame+1)}, ErrFrameTooLarge},
+	}
+}
+
+// clusteredEntities returns n entities of a crowd around one hotspot, as a cell migration
+// would ship them: ascending ids allocated in blocks, positions within ~100 m, most players
+// walking, sessions on a few gateways.
+func clusteredEntities(n int, seed uint64) []EntityRecord {
+	rng := rand.New(rand.NewPCG(seed, 0x6d696772))
+	const tick = 123456
+	recs := make([]EntityRecord, n)
+	id := EntityID(1 << 32)
+	cx, cz := int32(8192*PosUnitsPerMetre), int32(4096*PosUnitsPerMetre)
+	for i := range recs {
+		id += EntityID(1 + rng.IntN(4))
+		r := &recs[i]
+		r.ID = id
+		r.X = cx + int32(rng.NormFloat64()*40*PosUnitsPerMetre)
+		r.Z = cz + int32(rng.NormFloat64()*40*PosUnitsPerMetre)
+		r.Y = 768 + int32(rng.IntN(2*PosUnitsPerMetre))
+		if rng.IntN(3) > 0 {
+			r.VX, r.VZ = int32(rng.IntN(45))-22, int32(rng.IntN(45))-22
+		}
+		r.Yaw = uint16(rng.IntN(YawSteps))
+		r.AuthEpoch = uint64(1 + rng.IntN(6))
+		if rng.IntN(10) < 8 { // a player
+			r.Kind = 1
+			r.Home = uint64(101 + rng.IntN(4))
+			r.Client = uint32(1 + rng.IntN(20000))
+			r.LastSeq = uint32(rng.IntN(50000))
+			r.LastInputTick = Tick(tick - rng.IntN(3))
+			if rng.IntN(8) == 0 {
+				r.Action = uint8(1 + rng.IntN(5))
+			}
+		} else {
+			r.Kind = uint8(2 + rng.IntN(3))
+		}
+	}
+	return recs
+}
+
+func encodePeer(t testing.TB, m PeerMessage) []byte {
+	t.Helper()
+	frame, err := m.AppendFrame(nil)
+	if err != nil {
+		t.Fatalf("%T: AppendFrame: %v", m, err)
+	}
+	return frame
+}
+
+// peerSentinels are the errors a peer decoder may wrap.
+var peerSentinels = []error{ErrTruncated, ErrTrailingBytes, ErrValueOutOfRange, ErrNonCanonical,
+	ErrTooManyEntities, ErrCorruptBlock, ErrFrameTooLarge, ErrUnknownMsgType}
+
+func isPeerSentinel(err error) bool {
+	for _, s := range peerSentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPeerRoundTrip(t *testing.T) {
+	for i, m := range validPeerMessages() {
+		if err := m.Validate(); err != nil {
+			t.Fatalf("%d %T: Validate: %v", i, m, err)
+		}
+		frame, err := m.AppendFrame([]byte{0xEE})
+		if err != nil {
+			t.Fatalf("%d %T: %v", i, m, err)
+		}
+		frame = frame[1:]
+		typ, payload, rest, err := SplitPeerFrame(frame)
+		if err != nil || len(rest) != 0 || typ != m.Type() {
+			t.Fatalf("%d %T: SplitPeerFrame: %v %v rest %d", i, m, typ, err, len(rest))
+		}
+		got, err := DecodePeer(typ, payload)
+		if err != nil {
+			t.Fatalf("%d %T: %v", i, m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("%d round trip: got %+v, want %+v", i, got, m)
+		}
+		// Every strict prefix is rejected, and so is one more byte.
+		for n := 0; n < len(payload); n++ {
+			if _, err := DecodePeer(typ, payload[:n]); !isPeerSentinel(err) {
+				t.Errorf("%d %T: payload cut to %d of %d bytes: %v", i, m, n, len(payload), err)
+			}
+		}
+		_, err = DecodePeer(typ, append(payload[:len(payload):len(payload)], 0))
+		if typ == PeerMigrate {
+			if !isPeerSentinel(err) { // the zstd decoder sees a broken second frame
+				t.Errorf("%d %T: trailing byte: %v", i, m, err)
+			}
+		} else if !errors.Is(err, ErrTrailingBytes) {
+			t.Errorf("%d %T: trailing byte: %v", i, m, err)
+		}
+		// A decoded message re-encodes to the same frame (the compressed part included, with
+		// the same zstd library).
+		if again := encodePeer(t, got); !bytes.Equal(again, frame) {
+			t.Errorf("%d %T: re-encoding differs", i, m)
+		}
+	}
+}
+
+func TestPeerSizes(t *testing.T) {
+	for _, c := range []struct {
+		m    PeerMessage
+		size int
+	}{
+		{&PeerHelloMsg{Server: 1}, 18},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1}}, 88},
+		{&HandoffAckMsg{Transfer: 1, Result: 1}, 9},
+		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1}}, 33},
+		{&AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 1}, 24},
+		{&LeaveMsg{Home: 1, Client: 1, Entity: 1}, 20},
+		{&FrameMsg{Client: 1, Entity: 1, Frame: []byte{1, 2, 3}}, 27},
+		{&MigrateMsg{Cell: 1, Tick: 1}, 33},
+	} {
+		if got := len(encodePeer(t, c.m)) - PeerFrameHeaderSize; got != c.size {
+			t.Errorf("%T: payload of %d bytes, docs/wire.md says %d", c.m, got, c.size)
+		}
+	}
+}
+
+func TestPeerInvalidNotEncoded(t *testing.T) {
+	for i, c := range invalidPeerMessages() {
+		err := c.m.Validate()
+		if !errors.Is(err, c.want) {
+			t.Errorf("%d %T: Validate: %v, want %v", i, c.m, err, c.want)
+		}
+		dst := []byte{1, 2, 3}
+		got, err2 := c.m.AppendFrame(dst)
+		if !errors.Is(err2, c.want) || !bytes.Equal(got, dst) {
+			t.Errorf("%d %T: AppendFrame: %v, %d bytes; want %v and dst unchanged", i, c.m, err2, len(got), c.want)
+		}
+	}
+}
+
+// TestPeerDecodeRejectsFields patches single fields of valid payloads to invalid values.
+func TestPeerDecodeRejectsFields(t *testing.T) {
+	input := encodePeer(t, &InputMsg{Home: 1, Client: 2, Entity: 3, Input: Input{Seq: 4}})[PeerFrameHeaderSize:]
+	handoff := encodePeer(t, &HandoffMsg{Transfer: 1, Cell: 2, Tick: 3, Entity: EntityRecord{ID: 4, Home: 5, Client: 6}})[PeerFrameHeaderSize:]
+	frame := encodePeer(t, &FrameMsg{Client: 1, Entity: 2, Frame: []byte{9}})[PeerFrameHeaderSize:]
+	patch := func(p []byte, off int, b ...byte) []byte {
+		p = slices.Clone(p)
+		copy(p[off:], b)
+		return p
+	}
+	for _, c := range []struct {
+		name    string
+		typ     PeerType
+		payload []byte
+		want    error
+	}{
+		{"hello server 0", PeerHello, make([]byte, peerHelloSize), ErrValueOutOfRange},
+		{"input home 0", PeerInput, patch(input, 0, 0), ErrValueOutOfRange},
+		{"input seq 0", PeerInput, patch(input, 20, 0), ErrValueOutOfRange},
+		{"input yaw", PeerInput, patch(input, 30, 0, 4), ErrValueOutOfRange},
+		{"input move -128", PeerInput, patch(input, 28, 0x80), ErrValueOutOfRange},
+		{"handoff entity 0", PeerHandoff, patch(handoff, 28, 0, 0, 0, 0, 0, 0, 0, 0), ErrValueOutOfRange},
+		{"handoff yaw", PeerHandoff, patch(handoff, 28+28, 0, 4), ErrValueOutOfRange},
+		{"handoff client without home", PeerHandoff, patch(handoff, 28+40, 0), ErrValueOutOfRange},
+		{"handoff tick 0", PeerHandoff, patch(handoff, 24, 0), ErrValueOutOfRange},
+		{"ack result 9", PeerHandoffAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 9}, ErrValueOutOfRange},
+		{"frame empty", PeerFrame, patch(frame, 20, 0)[:frameMsgHead], ErrValueOutOfRange},
+		{"frame length too big", PeerFrame, patch(frame, 20, 0x02, 0x00, 0x01, 0x00), ErrFrameTooLarge},
+		{"frame length short", PeerFrame, patch(frame, 20, 2), ErrTruncated},
+		{"frame length huge", PeerFrame, patch(frame, 20, 0xFF, 0xFF, 0xFF, 0xFF), ErrFrameTooLarge},
+		{"migrate cell 0", PeerMigrate, make([]byte, migrateHead+1), ErrValueOutOfRange},
+	} {
+		if _, err := DecodePeer(c.typ, c.payload); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+func TestDecodePeerUnknownTypes(t *testing.T) {
+	for _, typ := range []PeerType{0, 9, 100, 255} {
+		if m, err := DecodePeer(typ, []byte{1, 2, 3}); !errors.Is(err, ErrUnknownMsgType) || m != nil {
+			t.Errorf("type %d: %v %v", typ, m, err)
+		}
+	}
+	if s := PeerType(200).String(); s != "peer(200)" {
+		t.Errorf("String: %q", s)
+	}
+	if s := PeerHandoffAck.String(); s != "handoff-ack" {
+		t.Errorf("String: %q", s)
+	}
+}
+
+func TestFrameMsgAliasesPayload(t *testing.T) {
+	frame := encodePeer(t, &FrameMsg{Client: 1, Entity: 2, Frame: []byte("abc")})
+	m, err := DecodeFrameMsg(frame[PeerFrameHeaderSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame[len(frame)-1] = 'X'
+	if string(m.Frame) != "abX" {
+		t.Fatalf("Frame %q does not alias the payload", m.Frame)
+	}
+	if cap(m.Frame) != len(m.Frame) {
+		t.Fatal("an append to Frame could overwrite the buffer after it")
+	}
+}
+
+// --- Entity blocks ---
+
+func genRecord(id EntityID) *rapid.Generator[EntityRecord] {
+	return rapid.Custom(func(t *rapid.T) EntityRecord {
+		i32 := rapid.OneOf(rapid.Int32(), rapid.Int32Range(-100, 100),
+			rapid.SampledFrom([]int32{math.MinInt32, math.MaxInt32, 0, -1}))
+		r := EntityRecord{
+			ID: id,
+			X:  i32.Draw(t, "x"), Y: i32.Draw(t, "y"), Z: i32.Draw(t, "z"),
+			VX: i32.Draw(t, "vx"), VZ: i32.Draw(t, "vz"),
+			Yaw:           rapid.Uint16Range(0, YawSteps-1).Draw(t, "yaw"),
+			Kind:          rapid.Uint8().Draw(t, "kind"),
+			Action:        rapid.Uint8().Draw(t, "action"),
+			AuthEpoch:     rapid.OneOf(rapid.Uint64Range(0, 10), rapid.Uint64()).Draw(t, "authEpoch"),
+			LastInputTick: Tick(rapid.Uint32().Draw(t, "lastInputTick")),
+		}
+		if rapid.Bool().Draw(t, "hasClient") {
+			r.Home = rapid.OneOf(rapid.Uint64Range(1, 10), rapid.Uint64Min(1)).Draw(t, "home")
+			r.Client = rapid.Uint32Min(1).Draw(t, "client")
+			r.LastSeq = rapid.Uint32().Draw(t, "lastSeq")
+		}
+		return r
+	})
+}
+
+func genRecords(t *rapid.T, maxLen int) []EntityRecord {
+	idGen := rapid.OneOf(rapid.Uint64Range(1, 1000), rapid.Uint64Min(1),
+		rapid.SampledFrom([]uint64{1, math.MaxUint64, math.MaxUint64 - 1, 1 << 63}))
+	n := rapid.OneOf(rapid.IntRange(0, 3), rapid.IntRange(0, maxLen)).Draw(t, "n")
+	ids := rapid.SliceOfNDistinct(idGen, n, n, func(v uint64) uint64 { return v }).Draw(t, "ids")
+	recs := make([]EntityRecord, len(ids))
+	for i, id := range ids {
+		recs[i] = genRecord(EntityID(id)).Draw(t, "record")
+	}
+	return recs
+}
+
+func sortByID(recs []EntityRecord) []EntityRecord {
+	s := slices.Clone(recs)
+	slices.SortFunc(s, func(a, b EntityRecord) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// TestEntityRecordsProperty: decode(encode(x)) == x for random records, as a Migrate (in any
+// order; decoded sorted by id), as a bare entity block and, one at a time, as a Handoff.
+func TestEntityRecordsProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		recs := genRecords(t, 200)
+		m := MigrateMsg{
+			Change:   rapid.Uint64().Draw(t, "change"),
+			Transfer: rapid.Uint32().Draw(t, "transfer"),
+			Cell:     rapid.Uint64Min(1).Draw(t, "cell"),
+			Epoch:    rapid.Uint64().Draw(t, "epoch"),
+			Tick:     Tick(rapid.Uint32Min(1).Draw(t, "tick")),
+			Entities: recs,
+		}
+		frame, err := m.AppendFrame(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeMigrateMsg(frame[PeerFrameHeaderSize:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := m
+		want.Entities = sortByID(recs)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("migrate round trip:\n got %+v\nwant %+v", got, want)
+		}
+		block, err := AppendEntityBlock([]byte("prefix"), recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeEntityBlock(block[len("prefix"):])
+		if err != nil || !reflect.DeepEqual(back, want.Entities) {
+			t.Fatalf("block round trip: %v", err)
+		}
+		for _, r := range recs {
+			h := HandoffMsg{Transfer: 1, Cell: 2, Epoch: 3, Tick: 4, Entity: r}
+			f, err := h.AppendFrame(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := DecodeHandoffMsg(f[PeerFrameHeaderSize:]); err != nil || got != h {
+				t.Fatalf("handoff round trip: %+v, %v; want %+v", got, err, h)
+			}
+		}
+	})
+}
+
+func TestEntityBlockDoesNotReorderInput(t *testing.T) {
+	recs := []EntityRecord{{ID: 9}, {ID: 2, X: 5}, {ID: 7}}
+	orig := slices.Clone(recs)
+	block, err := AppendEntityBlock(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(recs, orig) {
+		t.Fatal("AppendEntityBlock reordered its input")
+	}
+	got, err := DecodeEntityBlock(block)
+	if err != nil || !slices.Equal(got, sortByID(orig)) {
+		t.Fatalf("%+v %v", got, err)
+	}
+}
+
+// rawBlock compresses raw by hand behind a count, to build blocks the encoder never makes.
+func rawBlock(count uint64, raw []byte) []byte {
+	b := binary.AppendUvarint(nil, count)
+	return zstdEncoder().EncodeAll(raw, b)
+}
+
+// oneRaw is the raw block of one record with the given column values (14 columns, id first).
+func oneRaw(cols ...[]byte) []byte {
+	var raw []byte
+	for _, c := range cols {
+		raw = append(raw, c...)
+	}
+	return raw
+}
+
+func TestEntityBlockRejects(t *testing.T) {
+	b1 := []byte{1}
+	zero := []byte{0}
+	good := [][]byte{b1, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero}
+	with := func(col int, v []byte) []byte {
+		cols := slices.Clone(good)
+		cols[col] = v
+		return oneRaw(cols...)
+	}
+	if recs, err := DecodeEntityBlock(rawBlock(1, oneRaw(good...))); err != nil || len(recs) != 1 || recs[0] != (EntityRecord{ID: 1}) {
+		t.Fatalf("hand-made block: %+v %v", recs, err)
+	}
+	valid, _ := AppendEntityBlock(nil, clusteredEntities(50, 3))
+	for _, c := range []struct {
+		name  string
+		block []byte
+		want  error
+	}{
+		{"empty input", nil, ErrTruncated},
+		{"count over the limit", binary.AppendUvarint(nil, MaxMigrateEntities+1), ErrTooManyEntities},
+		{"huge count", append(binary.AppendUvarint(nil, math.MaxUint64), valid[1:]...), ErrTooManyEntities},
+		{"count varint overflow", []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02}, ErrValueOutOfRange},
+		{"count non-canonical", []byte{0x80, 0x00}, ErrNonCanonical},
+		{"count without data", []byte{3}, ErrTruncated},
+		{"data after count 0", []byte{0, 1}, ErrTrailingBytes},
+		{"not zstd", []byte{1, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ErrCorruptBlock},
+		{"count above the records", append([]byte{51}, valid[1:]...), nil}, // columns misaligned
+		{"count far above the records", append([]byte{0x80, 0x01}, valid[1:]...), ErrCorruptBlock},
+		{"count below the records", append([]byte{2}, valid[1:]...), ErrCorruptBlock}, // content size check
+		{"raw too short", rawBlock(2, oneRaw(good...)), ErrTruncated},
+		{"raw trailing byte", rawBlock(1, append(oneRaw(good...), 0)), ErrTrailingBytes},
+		{"id 0", rawBlock(1, with(0, zero)), ErrValueOutOfRange},
+		{"duplicate id", rawBlock(2, oneRaw(slices.Repeat([][]byte{{1, 0}}, 14)...)), ErrValueOutOfRange},
+		{"id overflow", rawBlock(2, oneRaw(append([][]byte{{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 1}}, slices.Repeat([][]byte{{0, 0}}, 13)...)...)), ErrValueOutOfRange},
+		{"non-canonical x", rawBlock(1, with(1, []byte{0x80, 0x00})), ErrNonCanonical},
+		{"x beyond 32 bits", rawBlock(1, with(1, []byte{0x80, 0x80, 0x80, 0x80, 0x10})), ErrValueOutOfRange},
+		{"yaw 1024", rawBlock(1, with(6, []byte{0x80, 0x08})), ErrValueOutOfRange},
+		{"home without client", rawBlock(1, with(10, b1)), ErrValueOutOfRange},
+		{"client without home", rawBlock(1, with(11, b1)), ErrValueOutOfRange},
+		{"last column truncated", rawBlock(1, oneRaw(good[:13]...)), ErrTruncated},
+	} {
+		recs, err := DecodeEntityBlock(c.block)
+		if c.want == nil && isPeerSentinel(err) && recs == nil {
+			continue
+		}
+		if !errors.Is(err, c.want) || recs != nil {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// TestEntityBlockCorruption flips every bit of a compressed block: each one is rejected or,
+// if it only touches what zstd does not check (e.g. an unused header bit), decodes to the
+// same records. Never other records.
+func TestEntityBlockCorruption(t *testing.T) {
+	recs := clusteredEntities(40, 5)
+	block, err := AppendEntityBlock(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0
+	for i := 1; i < len(block); i++ { // block[0] is the count
+		for bit := range 8 {
+			b := slices.Clone(block)
+			b[i] ^= 1 << bit
+			got, err := DecodeEntityBlock(b)
+			switch {
+			case err != nil:
+				if !isPeerSentinel(err) {
+					t.Fatalf("byte %d bit %d: unclassified error %v", i, bit, err)
+				}
+				rejected++
+			case !slices.Equal(got, recs):
+				t.Fatalf("byte %d bit %d: decodes to other records", i, bit)
+			}
+		}
+	}
+	if rejected < 8*(len(block)-1)*9/10 {
+		t.Errorf("only %d of %d bit flips rejected", rejected, 8*(len(block)-1))
+	}
+}
+
+func TestEntityBlockCompresses(t *testing.T) {
+	recs := clusteredEntities(1000, 7)
+	block, err := AppendEntityBlock(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := appendRawBlock(nil, recs)
+	if len(block) >= len(raw) || len(raw) >= len(recs)*recordSize {
+		t.Errorf("1000 clustered entities: fixed layout %d B, raw block %d B, compressed %d B",
+			len(recs)*recordSize, len(raw), len(block))
+	}
+	t.Logf("1000 clustered entities: fixed layout %d B, raw block %d B, compressed %d B (%.1f B/entity)",
+		len(recs)*recordSize, len(raw), len(block), float64(len(block))/1000)
+}
+
+// TestMigrateTooLarge: a Migrate that does not fit in one frame is refused, not truncated.
+func TestMigrateTooLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("encodes ~20 MB")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	recs := make([]EntityRecord, 300_000)
+	for i := range recs {
+		recs[i] = EntityRecord{ID: EntityID(rng.Uint64() | 1), X: int32(rng.Uint32()), Y: int32(rng.Uint32()),
+			Z: int32(rng.Uint32()), VX: int32(rng.Uint32()), VZ: int32(rng.Uint32()), AuthEpoch: rng.Uint64(),
+			Home: rng.Uint64() | 1, Client: rng.Uint32() | 1, LastSeq: rng.Uint32(), LastInputTick: Tick(rng.Uint32())}
+	}
+	m := MigrateMsg{Cell: 1, Tick: 1, Entities: sortByID(recs)}
+	dst := []byte("x")
+	got, err := m.AppendFrame(dst)
+	if !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(got, dst) {
+		t.Fatalf("%v, %d bytes", err, len(got))
+	}
+	m.Entities = m.Entities[:len(m.Entities)/4]
+	frame, err := m.AppendFrame(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeMigrateMsg(frame[PeerFrameHeaderSize:])
+	if err != nil || !slices.Equal(back.Entities, m.Entities) {
+		t.Fatalf("75 000 incompressible entities: %v", err)
+	}
+}
+
+// TestPeerCodecConcurrent runs encoders and decoders on many goroutines (for -race).
+func TestPeerCodecConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				recs := clusteredEntities(50+g*10+i, uint64(g*100+i))
+				m := MigrateMsg{Cell: 1, Tick: 1, Entities: recs}
+				frame, err := m.AppendFrame(nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := DecodeMigrateMsg(frame[PeerFrameHeaderSize:])
+				if err != nil || !slices.Equal(got.Entities, recs) {
+					t.Errorf("goroutine %d: %v", g, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// --- Framing ---
+
+func TestPeerFrameHelpers(t *testing.T) {
+	f, err := AppendPeerFrame([]byte{9}, PeerLeave, []byte{1, 2, 3})
+	if err != nil || !bytes.Equal(f, []byte{9, 4, 0, 0, 0, 7, 1, 2, 3}) {
+		t.Fatalf("AppendPeerFrame: % x %v", f, err)
+	}
+	buf, start := BeginPeerFrame([]byte{9}, PeerLeave)
+	buf = append(buf, 1, 2, 3)
+	if buf, err = EndPeerFrame(buf, start); err != nil || !bytes.Equal(buf, f) {
+		t.Fatalf("Begin/EndPeerFrame: % x %v", buf, err)
+	}
+	if _, err := EndPeerFrame([]byte{1, 2}, 0); !errors.Is(err, ErrTruncated) {
+		t.Errorf("EndPeerFrame without a header: %v", err)
+	}
+	big := make([]byte, MaxPeerFrame)
+	if got, err := AppendPeerFrame([]byte{1}, PeerFrame, big); !errors.Is(err, ErrFrameTooLarge) || len(got) != 1 {
+		t.Errorf("AppendPeerFrame of %d bytes: %v", len(big), err)
+	}
+	if got, err := AppendPeerFrame(nil, PeerFrame, big[:MaxPeerFrame-1]); err != nil || len(got) != MaxPeerFrame+4 {
+		t.Errorf("AppendPeerFrame of the largest payload: %v", err)
+	}
+	buf, start = BeginPeerFrame([]byte{7}, PeerFrame)
+	buf = append(buf, big...)
+	if got, err := EndPeerFrame(buf, start); !errors.Is(err, ErrFrameTooLarge) || !bytes.Equal(got, []byte{7}) {
+		t.Errorf("EndPeerFrame too large: %v", err)
+	}
+
+	for _, c := range []struct {
+		in   []byte
+		want error
+	}{
+		{nil, ErrTruncated},
+		{[]byte{1, 0, 0}, ErrTruncated},
+		{[]byte{0, 0, 0, 0, 1}, ErrFrameEmpty},
+		{[]byte{2, 0, 0, 0, 1}, ErrTruncated},
+		{[]byte{1, 0, 0, 1, 1}, ErrFrameTooLarge},
+	} {
+		if _, _, rest, err := SplitPeerFrame(c.in); !errors.Is(err, c.want) || !bytes.Equal(rest, c.in) {
+			t.Errorf("SplitPeerFrame(% x): %v, want %v", c.in, err, c.want)
+		}
+	}
+	typ, payload, rest, err := SplitPeerFrame([]byte{1, 0, 0, 0, 6, 0xAA})
+	if err != nil || typ != PeerAck || len(payload) != 0 || !bytes.Equal(rest, []byte{0xAA}) {
+		t.Errorf("SplitPeerFrame of an empty payload: %v %v % x % x", typ, err, payload, rest)
+	}
+}
+
+func peerStream(t testing.TB) ([]byte, [][]byte) {
+	var stream []byte
+	var frames [][]byte
+	for _, m := range validPeerMessages() {
+		f := encodePeer(t, m)
+		frames = append(frames, f)
+		stream = append(stream, f...)
+	}
+	return stream, frames
+}
+
+func TestPeerReader(t *testing.T) {
+	stream, frames := peerStream(t)
+	readers := map[string]func(io.Reader) io.Reader{
+		"whole":   func(r io.Reader) io.Reader { return r },
+		"one":     iotest.OneByteReader,
+		"half":    iotest.HalfReader,
+		"dataerr": iotest.DataErrReader,
+	}
+	for name, wrap := range readers {
+		if name == "one" && testing.Short() {
+			continue
+		}
+		pr := NewPeerReader(wrap(bytes.NewReader(stream)))
+		for i, f := range frames {
+			typ, payload, err := pr.Next()
+			if err != nil || typ != PeerType(f[4]) || !bytes.Equal(payload, f[5:]) {
+				t.Fatalf("%s: frame %d: %v %v", name, i, typ, err)
+			}
+		}
+		if _, _, err := pr.Next(); err != io.EOF {
+			t.Fatalf("%s: at the end: %v", name, err)
+		}
+		if _, _, err := pr.Next(); err != io.EOF {
+			t.Fatalf("%s: EOF not sticky: %v", name, err)
+		}
+	}
+
+	for _, c := range []struct {
+		name  string
+		data  []byte
+		limit int
+		want  error
+	}{
+		{"truncated length", []byte{1, 0}, MaxPeerFrame, io.ErrUnexpectedEOF},
+		{"truncated payload", []byte{3, 0, 0, 0, 1, 2}, MaxPeerFrame, io.ErrUnexpectedEOF},
+		{"zero length", []byte{0, 0, 0, 0, 1}, MaxPeerFrame, ErrFrameEmpty},
+		{"over MaxPeerFrame", []byte{1, 0, 0, 1, 1}, MaxPeerFrame, ErrFrameTooLarge},
+		{"over the limit", []byte{9, 0, 0, 0, 1}, 8, ErrFrameTooLarge},
+		{"huge announced", []byte{0xFF, 0xFF, 0xFF, 0xFF}, MaxPeerFrame, ErrFrameTooLarge},
+	} {
+		pr := NewPeerReaderLimit(bytes.NewReader(c.data), c.limit)
+		_, _, err := pr.Next()
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		if _, _, err2 := pr.Next(); err2 != err {
+			t.Errorf("%s: error not sticky: %v", c.name, err2)
+		}
+	}
+	// A reader error is passed on after the data that came with it.
+	boom := errors.New("boom")
+	pr := NewPeerReader(io.MultiReader(bytes.NewReader(frames[0]), iotest.ErrReader(boom)))
+	if _, _, err := pr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pr.Next(); err != boom {
+		t.Fatalf("%v, want boom", err)
+	}
+}
+
+// TestPeerReaderMemory: a peer that announces a big frame and sends little costs little, and
+// the buffer shrinks again after a big frame.
+func TestPeerReaderMemory(t *testing.T) {
+	pr := NewPeerReader(bytes.NewReader([]byte{0xFF, 0xFF, 0xFF, 0x00, 1, 2, 3}))
+	if _, _, err := pr.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatal(err)
+	}
+	if len(pr.buf) > peerReaderInitialBuf {
+		t.Errorf("buffer of %d bytes for 7 received", len(pr.buf))
+	}
+
+	big, _ := AppendPeerFrame(nil, PeerFrame, make([]byte, 3<<20))
+	small := encodePeer(t, &AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 1})
+	stream := append(slices.Clone(big), small...)
+	stream = append(stream, small...)
+	pr = NewPeerReader(iotest.HalfReader(bytes.NewReader(stream)))
+	for i := range 3 {
+		if _, _, err := pr.Next(); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if i == 0 && len(pr.buf) < 3<<20 {
+			t.Fatal("buffer did not grow")
+		}
+	}
+	// The buffer is replaced the next time it runs out of frames.
+	if _, _, err := pr.Next(); err != io.EOF {
+		t.Fatal(err)
+	}
+	if len(pr.buf) > peerReaderKeepBuf {
+		t.Errorf("buffer of %d bytes kept after the big frame", len(pr.buf))
+	}
+}
+
+// --- docs/wire.md ---
+
+const (
+	docHandoffAckHex = "0a0000000415cd5b070000000001"
+	docPeerInputHex  = "22000000050300000000000000110000002a000000000000002a000000e80300007fc0000101"
+)
+
+var (
+	docHandoffAck = HandoffAckMsg{Transfer: 123456789, Result: HandoffAccepted}
+	docPeerInput  = InputMsg{Home: 3, Client: 17, Entity: 42, Input: docInput}
+)
+
+func TestPeerDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/wire.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, want string
+		m          PeerMessage
+	}{
+		{"handoff ack", docHandoffAckHex, &docHandoffAck},
+		{"peer input", docPeerInputHex, &docPeerInput},
+	} {
+		if got := hex.EncodeToString(encodePeer(t, c.m)); got != c.want {
+			t.Errorf("%s: encoder gives\n%s\nthe test says\n%s", c.name, got, c.want)
+		}
+		if !strings.Contains(string(doc), "`"+c.want+"`") {
+			t.Errorf("docs/wire.md does not show `%s`", c.want)
+		}
+		b, _ := hex.DecodeString(c.want)
+		typ, payload, _, err := SplitPeerFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := DecodePeer(typ, payload); err != nil || !reflect.DeepEqual(m, c.m) {
+			t.Errorf("%s: decodes to %+v, %v", c.name, m, err)
+		}
+	}
+}
+
+// --- Benchmarks ---
+
+const benchMigrateEntities = 10_000
+
+func BenchmarkMigrateEncode(b *testing.B) {
+	m := MigrateMsg{Change: 1, Transfer: 1, Cell: 2, Epoch: 3, Tick: 123456, Entities: clusteredEntities(benchMigrateEntities, 42)}
+	var buf []byte
+	var err error
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, err = m.AppendFrame(buf[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(buf))/benchMigrateEntities, "B/entity")
+	b.ReportMetric(float64(len(buf)), "B/frame")
+}
+
+func BenchmarkMigrateDecode(b *testing.B) {
+	m := MigrateMsg{Change: 1, Transfer: 1, Cell: 2, Epoch: 3, Tick: 123456, Entities: clusteredEntities(benchMigrateEntities, 42)}
+	frame := encodePeer(b, &m)
+	payload := frame[PeerFrameHeaderSize:]
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if _, err := DecodeMigrateMsg(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(frame))/benchMigrateEntities, "B/entity")
+}
