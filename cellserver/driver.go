@@ -52,9 +52,16 @@ type Sink interface {
 	Deliver(out *StepOutput)
 }
 
+// Stepper is what a Driver runs: a World, or a cluster member's glue (Cluster), which steps
+// its World itself.
+type Stepper interface {
+	Step(in *StepInput) *StepOutput
+	Config() Config
+}
+
 // Driver runs a World in real time and queues the inputs that arrive between ticks.
 type Driver struct {
-	world   *World
+	world   Stepper
 	cfg     DriverConfig
 	period  time.Duration
 	sink    Sink
@@ -95,8 +102,8 @@ func DurationQuantile(ds []time.Duration, q float64) time.Duration {
 	return ds[max(0, min(i, len(ds)-1))]
 }
 
-// NewDriver wires a World to a Sink. metrics may be nil.
-func NewDriver(w *World, cfg DriverConfig, sink Sink, metrics *Metrics) (*Driver, error) {
+// NewDriver wires a World (or another Stepper) to a Sink. sink and metrics may be nil.
+func NewDriver(w Stepper, cfg DriverConfig, sink Sink, metrics *Metrics) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

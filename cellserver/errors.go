@@ -25,3 +25,13 @@ func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig 
 func configErr(field string, value any, format string, args ...any) error {
 	return &ConfigError{Field: field, Value: fmt.Sprint(value), Rule: fmt.Sprintf(format, args...)}
 }
+
+// Errors of World.Import and the cluster member.
+var (
+	// ErrBadImport: an imported entity's state is invalid (outside the world, bad velocity).
+	ErrBadImport = errors.New("cellserver: bad entity import")
+	// ErrDuplicateEntity: an imported entity is already in the World.
+	ErrDuplicateEntity = errors.New("cellserver: entity already present")
+	// ErrServerFull: no room for another client.
+	ErrServerFull = errors.New("cellserver: server full")
+)

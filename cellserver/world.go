@@ -339,19 +339,9 @@ func (w *World) leave(id ClientID) {
 		w.out.Rejected.UnknownClient++
 		return
 	}
-	c := &w.clients[i]
-	w.removeRow(c.row, w.tick)
-	c.log.reset()
-	w.spare = append(w.spare, c.log)
-	last := int32(len(w.clients) - 1)
-	if i != last {
-		w.clients[i] = w.clients[last]
-		w.byClient[w.clients[i].id] = i
-		w.st.owner[w.clients[i].row] = i
-	}
-	w.clients[last] = client{}
-	w.clients = w.clients[:last]
-	delete(w.byClient, id)
+	row := w.clients[i].row
+	w.dropClient(i)
+	w.removeRow(row, w.tick)
 }
 
 func (w *World) ack(a ClientAck, t wire.Tick) {
