@@ -23,7 +23,8 @@ import (
 // (not_leader, no_leader, shutdown); after a whole round fails it waits Backoff (doubling) and
 // tries again, Rounds times in all, so a call spans a leader election. Retrying writes is safe
 // because every write is idempotent or fenced by an epoch: a repeated split or move fails with
-// stale_epoch rather than applying twice.
+// stale_epoch (or cell_migrating, if the first started a change) rather than applying twice; a
+// repeated Staged is a no-op; a repeated Abort fails with unknown_change.
 //
 // Errors from the API are *APIError; errors.Is(err, ErrStaleEpoch) (or any sentinel of
 // errors.go) works on them. When no node answers, the error wraps ErrNoLeader.
@@ -175,12 +176,16 @@ func (c *Client) Deregister(ctx context.Context, id ServerID) (*WriteResult, err
 	return c.write(ctx, http.MethodDelete, "/v1/servers/"+u64(uint64(id)), nil)
 }
 
-// Drain marks a server draining and moves its cells to other live servers.
+// Drain marks a server draining; the leader then moves its cells to other live servers by
+// two-phase moves (at once with Config.DirectOps).
 func (c *Client) Drain(ctx context.Context, id ServerID) (*WriteResult, error) {
 	return c.write(ctx, http.MethodPost, "/v1/servers/"+u64(uint64(id))+"/drain", nil)
 }
 
-// Split cuts cell s.Cell at s.At on s.Axis; WriteResult.Cells holds the new high cell.
+// Split cuts cell s.Cell at s.At on s.Axis; WriteResult.Cells holds the new high cell. Split,
+// Move, Merge and Shift are two-phase (see Change): when the operation moves a region between
+// live servers, WriteResult.Change names the change it started and the map changes when the
+// change commits (unless the nodes run with Config.DirectOps).
 func (c *Client) Split(ctx context.Context, s Split) (*WriteResult, error) {
 	return c.write(ctx, http.MethodPost, "/v1/cells/"+u64(uint64(s.Cell))+"/split",
 		SplitRequest{Epoch: s.Epoch, Axis: s.Axis, At: s.At, NewOwner: s.NewOwner})
@@ -199,6 +204,37 @@ func (c *Client) Merge(ctx context.Context, m Merge) (*WriteResult, error) {
 // Shift moves tree node s.Node's split line to s.At.
 func (c *Client) Shift(ctx context.Context, s Shift) (*WriteResult, error) {
 	return c.write(ctx, http.MethodPost, "/v1/nodes/"+u64(uint64(s.Node))+"/shift", ShiftRequest{At: s.At, Epochs: s.Epochs})
+}
+
+// Prepare starts a two-phase change of op (a Split, Merge, Shift or Move) that the leader aborts
+// if it is not complete after timeout (0: the node's ChangeTimeout). WriteResult.Change is the
+// change's ID, or 0 if op moved no region between live servers and was applied at once.
+func (c *Client) Prepare(ctx context.Context, op Command, timeout time.Duration) (*WriteResult, error) {
+	b, err := EncodeCommand(op)
+	if err != nil {
+		return nil, err
+	}
+	return c.write(ctx, http.MethodPost, "/v1/changes", PrepareRequest{Op: b, Timeout: Duration(timeout)})
+}
+
+// Staged reports that server (the transfer's target) holds the entities of transfer number
+// transfer of change. When it is the change's last unstaged transfer the change commits.
+func (c *Client) Staged(ctx context.Context, change ChangeID, transfer int, server ServerID) (*WriteResult, error) {
+	return c.write(ctx, http.MethodPost, "/v1/changes/"+u64(uint64(change))+"/staged", StagedRequest{Transfer: transfer, Server: server})
+}
+
+// Abort abandons a pending change; its cells stay as they were.
+func (c *Client) Abort(ctx context.Context, change ChangeID, reason string) (*WriteResult, error) {
+	return c.write(ctx, http.MethodPost, "/v1/changes/"+u64(uint64(change))+"/abort", AbortRequest{Reason: reason})
+}
+
+// Changes returns the pending changes (sorted by ID) and the last resolved ones.
+func (c *Client) Changes(ctx context.Context, o ReadOptions) (*ChangesResponse, error) {
+	var r ChangesResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/changes"+o.query(), nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // Join asks the cluster to add a metadata node as a voter.

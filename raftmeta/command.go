@@ -27,6 +27,9 @@ var decoders = map[CommandType]func(payload []byte) (Command, error){
 	CmdMove:       decodeAs[Move],
 	CmdDrain:      decodeAs[Drain],
 	CmdMarkDead:   decodeAs[MarkDead],
+	CmdPrepare:    decodeAs[Prepare],
+	CmdStaged:     decodeAs[Staged],
+	CmdAbort:      decodeAs[Abort],
 }
 
 // EncodeCommand encodes c as a Raft log entry's data: one CommandType byte followed by c's JSON
@@ -106,13 +109,25 @@ func decodeAs[T Command](payload []byte) (Command, error) {
 func isJSONSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
 
 // normalize makes decode∘encode the identity on decoded commands: an empty load report list
-// is omitted by the encoder, so it decodes as nil.
+// or histogram is omitted by the encoder, so it decodes as nil.
 func normalize(c Command) Command {
-	if h, ok := c.(Heartbeat); ok && len(h.Load.Cells) == 0 {
-		h.Load.Cells = nil
-		return h
+	h, ok := c.(Heartbeat)
+	if !ok {
+		return c
 	}
-	return c
+	if len(h.Load.Cells) == 0 {
+		h.Load.Cells = nil
+	}
+	for i := range h.Load.Cells {
+		cl := &h.Load.Cells[i]
+		if len(cl.HistX) == 0 {
+			cl.HistX = nil
+		}
+		if len(cl.HistZ) == 0 {
+			cl.HistZ = nil
+		}
+	}
+	return h
 }
 
 // checkFinite rejects NaN and ±Inf coordinates (JSON cannot carry them, but a command built in
@@ -157,6 +172,12 @@ func deref(c Command) Command {
 	case *Drain:
 		return *p
 	case *MarkDead:
+		return *p
+	case *Prepare:
+		return *p
+	case *Staged:
+		return *p
+	case *Abort:
 		return *p
 	}
 	return c

@@ -16,15 +16,23 @@ func sampleCommands() []Command {
 		Register{Server: 3, Addr: "10.0.0.3:7000", ClientAddr: "10.0.0.3:7001", Capacity: 5000, Now: 1_700_000_000_000_000_000, LeaseTTL: 3e9},
 		Heartbeat{Server: 3, Now: 1_700_000_001_000_000_000, LeaseTTL: 3e9, Load: Load{
 			Entities: 1200, TickP99Micros: 8000, BytesOut: 1 << 20,
-			Cells: []CellLoad{{Cell: 1, Entities: 700, TickP99Micros: 5000, BytesOut: 600_000}, {Cell: 4, Entities: 500}},
+			Cells: []CellLoad{
+				{Cell: 1, Epoch: 7, Entities: 700, TickP99Micros: 5000, BytesOut: 600_000,
+					HistX: []int32{0, 0, 1, 5, 40, 100, 200, 200, 100, 40, 10, 4, 0, 0, 0, 0},
+					HistZ: []int32{700, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+				{Cell: 4, Entities: 500},
+			},
 		}},
 		Deregister{Server: 3},
 		Split{Cell: 1, Epoch: 4, Axis: AxisZ, At: 1234.5, NewOwner: 2},
 		Merge{Low: 1, LowEpoch: 5, High: 9, HighEpoch: 6},
 		Shift{Node: 3, At: -17.25, Epochs: map[CellID]Epoch{1: 5, 9: 6, 12: 1}},
 		Move{Cell: 9, Epoch: 6, To: 4},
-		Drain{Server: 2},
+		Drain{Server: 2, Migrate: true},
 		MarkDead{Server: 2, Now: 1_700_000_010_000_000_000},
+		Prepare{Op: []byte("\b{\"cell\":9,\"epoch\":6,\"to\":4}"), Now: 1_700_000_020_000_000_000, Timeout: 5e9},
+		Staged{Change: 41, Transfer: 1, Server: 4},
+		Abort{Change: 41, Reason: "deadline passed"},
 	}
 }
 
@@ -101,7 +109,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 	}{
 		"empty":             {"", ErrMalformedCommand},
 		"type 0":            {"\x00{}", ErrUnknownCommand},
-		"type 11":           {"\x0b{}", ErrUnknownCommand},
+		"type 14":           {"\x0e{}", ErrUnknownCommand},
 		"no payload":        {"\x05", ErrMalformedCommand},
 		"array":             {"\x05[]", ErrMalformedCommand},
 		"null":              {"\x05null", ErrMalformedCommand},

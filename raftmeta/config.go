@@ -59,6 +59,23 @@ type Config struct {
 	// the other nodes (leader forwarding needs the leader's HTTP address; see peers.go).
 	PeerSyncInterval time.Duration
 
+	// Planner, if set, is the partitioner (DESIGN.md §2): on the leader only, every
+	// PlanInterval, it is called with the leader's map and each operation it returns (a Split,
+	// Merge, Shift or Move) is proposed as a Prepare with ChangeTimeout, so that it migrates
+	// safely (see Change). nil: no planning. It runs on the leader's planning loop: it must
+	// not block, and it is given a copy of the map it may keep.
+	Planner      func(m Map) []Command
+	PlanInterval time.Duration
+	// ChangeTimeout is the timeout of the changes this node starts (the planner's, the admin
+	// endpoints' and draining's): the leader aborts a change not complete by then.
+	ChangeTimeout time.Duration
+	// DirectOps makes the split, merge, shift and move endpoints propose the operation itself,
+	// applied at once, instead of a Prepare, and drain move a server's cells at once (Drain
+	// without Migrate). For tests of the Raft layer and for clusters whose cell servers do
+	// not migrate entities; false in production: then no region ever changes owner while its
+	// old owner may still be simulating it.
+	DirectOps bool
+
 	// The world a fresh cluster starts with: the first leader whose map is empty proposes
 	// InitWorld with these. They mean nothing once the map exists.
 	World       World
@@ -92,6 +109,8 @@ func DefaultConfig() Config {
 		DeadMargin:         2 * time.Second,
 		ReaperInterval:     500 * time.Millisecond,
 		PeerSyncInterval:   2 * time.Second,
+		PlanInterval:       time.Second,
+		ChangeTimeout:      5 * time.Second,
 		World:              World{Min: [2]float64{0, 0}, Max: [2]float64{16384, 16384}},
 		MinCellSize:        64,
 	}
@@ -158,6 +177,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ReaperInterval (%v) must be ≥ 1ms", ErrInvalidConfig, c.ReaperInterval)
 	case c.PeerSyncInterval < time.Millisecond:
 		return fmt.Errorf("%w: PeerSyncInterval (%v) must be ≥ 1ms", ErrInvalidConfig, c.PeerSyncInterval)
+	case c.PlanInterval < time.Millisecond:
+		return fmt.Errorf("%w: PlanInterval (%v) must be ≥ 1ms", ErrInvalidConfig, c.PlanInterval)
+	case c.ChangeTimeout < time.Millisecond || c.ChangeTimeout > MaxChangeTimeout:
+		return fmt.Errorf("%w: ChangeTimeout (%v) must be in [1ms, %v]", ErrInvalidConfig, c.ChangeTimeout, MaxChangeTimeout)
 	case !(w.Max[0] > w.Min[0]) || !(w.Max[1] > w.Min[1]):
 		return fmt.Errorf("%w: World (%v..%v) must have Max > Min on both axes", ErrInvalidConfig, w.Min, w.Max)
 	case !(c.MinCellSize > 0) || c.MinCellSize > w.Max[0]-w.Min[0] || c.MinCellSize > w.Max[1]-w.Min[1]:

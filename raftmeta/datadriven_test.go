@@ -34,8 +34,11 @@ import (
 //	merge low=ID:EPOCH high=ID:EPOCH
 //	shift node=ID at=F epochs=CELL:EPOCH,...
 //	move cell=ID epoch=E to=ID
-//	drain server=ID
+//	drain server=ID [migrate=true]
 //	markdead server=ID now=D
+//	prepare op=split|merge|shift|move <that command's arguments> now=D timeout=D
+//	staged change=ID transfer=N server=ID
+//	abort change=ID [reason=WORD]
 //	raw hex=HEX            (an arbitrary log entry)
 //	restore                (snapshot → persist → restore into a fresh FSM, which the script goes on with)
 //
@@ -172,6 +175,9 @@ func (h *scriptHarness) run(pos, line string) string {
 	out := renderMap(after)
 	if len(res.Cells) > 0 {
 		out = fmt.Sprintf("created %v\n%s", res.Cells, out)
+	}
+	if res.Change != 0 {
+		out = fmt.Sprintf("started change %d\n%s", res.Change, out)
 	}
 	return out
 }
@@ -374,7 +380,28 @@ func (p *scriptArgs) command(name string) Command {
 	case "move":
 		return Move{Cell: CellID(p.uint("cell")), Epoch: Epoch(p.uint("epoch")), To: ServerID(p.uint("to"))}
 	case "drain":
-		return Drain{Server: ServerID(p.uint("server"))}
+		c := Drain{Server: ServerID(p.uint("server"))}
+		if v, ok := p.opt("migrate"); ok {
+			c.Migrate = v == "true"
+		}
+		return c
+	case "prepare":
+		name := p.str("op")
+		if name == "prepare" {
+			p.fail("prepare op=prepare")
+		}
+		op := p.command(name)
+		b, err := EncodeCommand(op)
+		if err != nil {
+			p.fail("encoding %#v: %v", op, err)
+		}
+		return Prepare{Op: b, Now: p.dur("now"), Timeout: p.dur("timeout")}
+	case "staged":
+		return Staged{Change: ChangeID(p.uint("change")), Transfer: int(p.uint("transfer")), Server: ServerID(p.uint("server"))}
+	case "abort":
+		c := Abort{Change: ChangeID(p.uint("change"))}
+		c.Reason, _ = p.opt("reason")
+		return c
 	case "markdead":
 		return MarkDead{Server: ServerID(p.uint("server")), Now: p.dur("now")}
 	}
@@ -388,6 +415,9 @@ func (p *scriptArgs) command(name string) Command {
 //	tree NODE:AXIS@AT(LOW, HIGH) with leaves NODE:cCELL
 //	cell ID x[X0,X1) z[Z0,Z1) owner=S epoch=E STATE
 //	server ID addr=A client=A cap=N alive|dead [draining] lease=D [entities=N]
+//	change ID OP cells=[...] created=D deadline=D
+//	  transfer I: FROM→TO x[X0,X1) z[Z0,Z1) cell=C epoch=E [staged]
+//	resolved ID committed|aborted: REASON ...
 func renderMap(m Map) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version=%d index=%d", m.Version, m.Index)
@@ -412,6 +442,27 @@ func renderMap(m Map) string {
 			fmt.Fprintf(&b, " entities=%d", s.Load.Entities)
 			for _, cl := range s.Load.Cells {
 				fmt.Fprintf(&b, " c%d:%d", cl.Cell, cl.Entities)
+			}
+		}
+	}
+	for _, c := range m.Changes {
+		fmt.Fprintf(&b, "\nchange %d %s cells=%v created=%v deadline=%v", c.ID, commandName(c.OpType), c.Cells,
+			time.Duration(c.Created), time.Duration(c.Deadline))
+		for i, t := range c.Transfers {
+			fmt.Fprintf(&b, "\n  transfer %d: %d→%d x[%g,%g) z[%g,%g) cell=%d epoch=%d", i, t.From, t.To,
+				t.Region[0], t.Region[2], t.Region[1], t.Region[3], t.Cell, t.Epoch)
+			if t.Staged {
+				b.WriteString(" staged")
+			}
+		}
+	}
+	if len(m.Resolved) > 0 {
+		b.WriteString("\nresolved")
+		for _, r := range m.Resolved {
+			if r.Committed {
+				fmt.Fprintf(&b, " %d:committed", r.ID)
+			} else {
+				fmt.Fprintf(&b, " %d:aborted(%s)", r.ID, r.Reason)
 			}
 		}
 	}

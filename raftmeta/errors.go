@@ -83,6 +83,9 @@ var (
 	ErrNoLiveServer = errors.New("raftmeta: no live server to take the cells")
 	// ErrAlreadyOwner: Move to the server that already owns the cell.
 	ErrAlreadyOwner = errors.New("raftmeta: server already owns the cell")
+	// ErrUnknownChange: Staged or Abort named a change that is not pending (it never existed,
+	// or it was already committed or aborted: see Map.Resolved).
+	ErrUnknownChange = errors.New("raftmeta: unknown change")
 )
 
 // errorCodes is the stable code of every sentinel, in the order ErrorCode tries them. The codes
@@ -119,6 +122,7 @@ var errorCodes = []struct {
 	{ErrServerNotExpired, "server_not_expired"},
 	{ErrNoLiveServer, "no_live_server"},
 	{ErrAlreadyOwner, "already_owner"},
+	{ErrUnknownChange, "unknown_change"},
 
 	// hashicorp/raft's own errors, so the API can pass them through unwrapped.
 	{raft.ErrNotLeader, "not_leader"},

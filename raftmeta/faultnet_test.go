@@ -306,6 +306,9 @@ func (c *faultCluster) first(id uint64, join string) *Node {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
 		cfg := clusterConfig(c.t, id)
+		// These tests use moves as a compare-and-set register of the Raft layer: applied at
+		// once, not as two-phase changes no cell server will ever stage.
+		cfg.DirectOps = true
 		for _, f := range c.tune {
 			f(&cfg)
 		}

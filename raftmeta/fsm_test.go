@@ -252,6 +252,15 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk gone
 // rapid biases integer draws towards small values, so the common cases come first in every
 // list and rare ones are drawn as the top of a range.
 func genCommand(t *rapid.T, s *state, now int64) Command {
+	kind := rapid.SampledFrom([]string{
+		"split", "prepare", "staged", "shift", "merge", "move", "prepare", "staged", "split", "heartbeat", "register",
+		"shift", "merge", "abort", "markdead", "drain", "move", "deregister", "split", "init",
+	}).Draw(t, "kind")
+	return genCommandOf(t, s, now, kind)
+}
+
+// genCommandOf draws a command of the given kind (see genCommand).
+func genCommandOf(t *rapid.T, s *state, now int64, kind string) Command {
 	rare := func(label string) bool { return rapid.IntRange(0, 9).Draw(t, label) == 9 }
 	var live []ServerID // registered servers that can take cells, then the others
 	for _, pass := range []bool{true, false} {
@@ -318,10 +327,50 @@ func genCommand(t *rapid.T, s *state, now int64) Command {
 		}
 	}
 
-	switch rapid.SampledFrom([]string{
-		"split", "shift", "merge", "move", "split", "heartbeat", "register", "shift", "merge",
-		"markdead", "drain", "move", "deregister", "split", "init",
-	}).Draw(t, "kind") {
+	changeIDs := s.sortedChangeIDs()
+	pickChange := func() *pendingChange {
+		if len(changeIDs) == 0 || rare("unknown_change") {
+			return &pendingChange{Change: Change{ID: ChangeID(rapid.Uint64Range(0, 200).Draw(t, "change_id")),
+				Transfers: []Transfer{{To: server("to")}}}}
+		}
+		return s.changes[rapid.SampledFrom(changeIDs).Draw(t, "change")]
+	}
+
+	switch kind {
+	case "prepare":
+		inner := rapid.SampledFrom([]string{"move", "split", "shift", "merge", "drain", "prepare"}).Draw(t, "op")
+		if inner == "prepare" || inner == "drain" {
+			if !rare("other_op") {
+				inner = "move"
+			}
+		}
+		op := genCommandOf(t, s, now, inner)
+		b, err := EncodeCommand(op)
+		if err != nil {
+			t.Fatalf("encoding %#v: %v", op, err)
+		}
+		timeout := rapid.SampledFrom([]int64{5 * nsSec, nsSec}).Draw(t, "timeout")
+		if rare("bad_timeout") {
+			timeout = rapid.SampledFrom([]int64{0, -1, int64(MaxChangeTimeout) + 1}).Draw(t, "timeout")
+		}
+		return Prepare{Op: b, Now: now, Timeout: timeout}
+	case "staged":
+		p := pickChange()
+		i := 0
+		for i < len(p.Transfers)-1 && p.Transfers[i].Staged {
+			i++
+		}
+		if len(p.Transfers) > 1 && rare("any_transfer") {
+			i = rapid.IntRange(0, len(p.Transfers)-1).Draw(t, "transfer")
+		}
+		to := p.Transfers[i].To
+		if rare("bad_staged") {
+			i = rapid.SampledFrom([]int{-1, len(p.Transfers), i}).Draw(t, "bad_transfer")
+			to = server("wrong_server")
+		}
+		return Staged{Change: p.ID, Transfer: i, Server: to}
+	case "abort":
+		return Abort{Change: pickChange().ID, Reason: rapid.SampledFrom([]string{"deadline passed", "", "x"}).Draw(t, "reason")}
 	case "init":
 		w := World{Max: [2]float64{rapid.SampledFrom([]float64{1000, 100, 0}).Draw(t, "wx"), rapid.SampledFrom([]float64{1000, 100}).Draw(t, "wz")}}
 		return InitWorld{World: w, MinCellSize: rapid.SampledFrom([]float64{10, 40, 0, -1, 2000}).Draw(t, "min")}
@@ -408,7 +457,7 @@ func genCommand(t *rapid.T, s *state, now int64) Command {
 		c := pickCell()
 		return Move{Cell: c.ID, Epoch: epoch(c.Epoch, "epoch"), To: server("to")}
 	case "drain":
-		return Drain{Server: server("server")}
+		return Drain{Server: server("server"), Migrate: rapid.Bool().Draw(t, "migrate")}
 	default:
 		return MarkDead{Server: server("server"), Now: now + rapid.Int64Range(-nsSec, 4*nsSec).Draw(t, "ahead")}
 	}
@@ -464,7 +513,7 @@ func TestFSMProperties(t *testing.T) {
 		f := NewFSM()
 		var shadow *FSM
 		var now int64
-		var maxCell CellID
+		seenCells := map[CellID]bool{} // every cell ID that ever existed (a split's reserved ID may come after higher ones)
 		prologue := genPrologue(t)
 		steps := len(prologue) + rapid.IntRange(10, 150).Draw(t, "steps")
 		for idx := uint64(1); idx <= uint64(steps); idx++ {
@@ -488,6 +537,10 @@ func TestFSMProperties(t *testing.T) {
 			}
 
 			before := f.Map()
+			var plain *FSM // for a Prepare: the FSM before it, to apply the plain operation to
+			if _, ok := c.(Prepare); ok {
+				plain = snapshotRestore(t, f)
+			}
 			res := applyEntry(f, idx, data)
 			after := f.Map()
 			if err := f.s.check(); err != nil {
@@ -516,7 +569,7 @@ func TestFSMProperties(t *testing.T) {
 				for _, cl := range after.Cells {
 					o, existed := old[cl.ID]
 					switch {
-					case !existed && cl.ID <= maxCell:
+					case !existed && seenCells[cl.ID]:
 						t.Fatalf("entry %d: cell ID %d reused", idx, cl.ID)
 					case existed && cl.Epoch < o.Epoch:
 						t.Fatalf("entry %d: cell %d epoch went back %d → %d", idx, cl.ID, o.Epoch, cl.Epoch)
@@ -526,8 +579,9 @@ func TestFSMProperties(t *testing.T) {
 				}
 			}
 			for _, cl := range after.Cells {
-				maxCell = max(maxCell, cl.ID)
+				seenCells[cl.ID] = true
 			}
+			checkChangeProperties(t, idx, c, before, after, res, plain, data)
 
 			if shadow != nil {
 				sres := applyEntry(shadow, idx, data)
@@ -546,4 +600,83 @@ func TestFSMProperties(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkChangeProperties checks what one entry did to the two-phase changes:
+//   - a pending change's locked cells keep their owner, bounds and epoch while it stays pending;
+//   - a change resolved committed by this entry left every transfer's cell owned by the
+//     transfer's target at exactly the epoch the transfer named, its region inside the cell;
+//   - a change resolved aborted by an Abort left its cells as they were (owner, bounds, epoch);
+//   - a Prepare that started no change did exactly what its plain operation does (same result,
+//     same map), unless Prepare's own rules rejected it.
+func checkChangeProperties(t *rapid.T, idx uint64, c Command, before, after Map, res *ApplyResult, plain *FSM, data []byte) {
+	cellsOf := func(m Map) map[CellID]Cell {
+		out := map[CellID]Cell{}
+		for _, cl := range m.Cells {
+			out[cl.ID] = cl
+		}
+		return out
+	}
+	bc, ac := cellsOf(before), cellsOf(after)
+	pendingAfter := map[ChangeID]bool{}
+	for _, ch := range after.Changes {
+		pendingAfter[ch.ID] = true
+	}
+	resolved := map[ChangeID]ResolvedChange{}
+	for _, r := range after.Resolved {
+		resolved[r.ID] = r
+	}
+	for _, ch := range before.Changes {
+		r, wasResolved := resolved[ch.ID]
+		switch {
+		case !pendingAfter[ch.ID] && !wasResolved:
+			t.Fatalf("entry %d: change %d vanished without an outcome", idx, ch.ID)
+		case pendingAfter[ch.ID] || !r.Committed:
+			if _, isAbort := c.(Abort); !pendingAfter[ch.ID] && !isAbort {
+				continue // aborted by MarkDead, Deregister or Drain, which may then move the cells
+			}
+			for _, id := range ch.Cells {
+				b, a := bc[id], ac[id]
+				if b.Owner != a.Owner || b.Bounds != a.Bounds || b.Epoch != a.Epoch {
+					t.Fatalf("entry %d %#v: cell %d locked by change %d (pending or aborted) changed: %+v → %+v", idx, c, id, ch.ID, b, a)
+				}
+			}
+		default: // committed by this entry
+			for i, tr := range ch.Transfers {
+				a, ok := ac[tr.Cell]
+				if !ok || a.Owner != tr.To || a.Epoch != tr.Epoch {
+					t.Fatalf("entry %d: change %d committed, transfer %d names cell %d → %d at epoch %d, the map has %+v", idx, ch.ID, i, tr.Cell, tr.To, tr.Epoch, a)
+				}
+				if r, ok := intersect(a.Bounds, tr.Region); !ok || r != tr.Region {
+					t.Fatalf("entry %d: change %d transfer %d region %v outside cell %+v", idx, ch.ID, i, tr.Region, a)
+				}
+			}
+		}
+	}
+	if plain == nil || res.Err != nil && (ErrorCode(res.Err) == "bad_request" || ErrorCode(res.Err) == "server_draining") {
+		return // Prepare's own rules: its timeout, its operation's type, no region to a draining server
+	}
+	p, ok := c.(Prepare)
+	if !ok || res.Change != 0 || !bytes.Equal(data, mustEncodeCommandRapid(t, p)) {
+		return // a garbled entry is not the Prepare drawn
+	}
+	op, err := DecodeCommand(p.Op)
+	if err != nil {
+		return
+	}
+	pres := applyEntry(plain, idx, mustEncodeCommandRapid(t, op))
+	if !sameResult(res, pres) {
+		t.Fatalf("entry %d: prepare of %#v gave %+v, the plain operation %+v", idx, op, res, pres)
+	}
+	if pm := plain.Map(); !reflect.DeepEqual(pm, after) {
+		t.Fatalf("entry %d: prepare of %#v left\n%s\nthe plain operation\n%s", idx, op, renderMap(after), renderMap(pm))
+	}
+}
+
+func mustEncodeCommandRapid(t *rapid.T, c Command) []byte {
+	b, err := EncodeCommand(c)
+	if err != nil {
+		t.Fatalf("encoding %#v: %v", c, err)
+	}
+	return b
 }

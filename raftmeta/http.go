@@ -22,16 +22,28 @@ package raftmeta
 //
 // Writes — POST /v1/servers, POST /v1/servers/{id}/heartbeat, DELETE /v1/servers/{id},
 // POST /v1/servers/{id}/drain, POST /v1/cells/{id}/split, POST /v1/cells/{id}/move,
-// POST /v1/cells/merge, POST /v1/nodes/{id}/shift, POST /v1/join, POST /v1/remove — are
-// validated on the node that receives them (so bad input is a 400 even without a leader), then
-// proposed if it leads, else forwarded to the leader (one hop: a forwarded request that reaches
-// a non-leader answers 503 not_leader and the client tries another node). The leader stamps
-// now into register and heartbeat commands (and the reaper into mark-dead); Apply never reads a
-// clock. A write answers {"index", "version", "cells"}.
+// POST /v1/cells/merge, POST /v1/nodes/{id}/shift, POST /v1/changes,
+// POST /v1/changes/{id}/staged, POST /v1/changes/{id}/abort, POST /v1/join, POST /v1/remove —
+// are validated on the node that receives them (so bad input is a 400 even without a leader),
+// then proposed if it leads, else forwarded to the leader (one hop: a forwarded request that
+// reaches a non-leader answers 503 not_leader and the client tries another node). The leader
+// stamps now into register, heartbeat and prepare commands (and the reaper into mark-dead);
+// Apply never reads a clock. A write answers {"index", "version", "cells"}, plus "change" when
+// it started a two-phase change.
+//
+// Two-phase changes (changes.go). Split, move, merge and shift are proposed as a Prepare with
+// the node's ChangeTimeout (unless Config.DirectOps): one that moves a region between live
+// servers answers "change": its ID, and takes effect when the targets have staged their
+// transfers (POST /v1/changes/{id}/staged {"transfer": N, "server": S}) or never, if it is
+// aborted (POST /v1/changes/{id}/abort {"reason": "..."}, the deadline, a server leaving).
+// POST /v1/changes {"op": <EncodeCommand bytes, base64>, "timeout": "5s"} prepares any of the
+// four; GET /v1/changes reads the pending changes and the last outcomes (like /v1/map, whose
+// "changes" and "resolved" they are). Drain marks the server draining and the leader moves its
+// cells by two-phase moves (Drain with Migrate).
 //
 // Errors are {"error": {"code", "message"}} with the stable codes of ErrorCode: 400 for bad
 // input (bodies over 1 MiB are 413 bad_request), 404 unknown_cell / unknown_server /
-// unknown_node / not_found, 409 for a command the map rejects (stale_epoch, not_siblings,
+// unknown_node / unknown_change / not_found, 409 for a command the map rejects (stale_epoch, not_siblings,
 // cell_too_small, ...), 503 not_leader / no_leader / shutdown / leadership_lost, 504 timeout,
 // 500 internal. not_leader, no_leader and shutdown mean nothing was applied; leadership_lost
 // and timeout mean the outcome is unknown.
@@ -130,11 +142,39 @@ type ShiftRequest struct {
 }
 
 // WriteResult answers every map write: the log index it was applied at, the map version after
-// it, and the cells it created (a split's new high cell).
+// it, the cells it created (a split's new high cell, when it was applied at once or a staging
+// committed it), and the two-phase change it started, if any.
 type WriteResult struct {
 	Index   uint64   `json:"index"`
 	Version uint64   `json:"version"`
 	Cells   []CellID `json:"cells"`
+	Change  ChangeID `json:"change,omitempty"`
+}
+
+// PrepareRequest is the body of POST /v1/changes. Timeout omitted: the node's ChangeTimeout.
+type PrepareRequest struct {
+	Op      []byte   `json:"op"` // EncodeCommand of a Split, Merge, Shift or Move (base64 in JSON)
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// StagedRequest is the body of POST /v1/changes/{id}/staged.
+type StagedRequest struct {
+	Transfer int      `json:"transfer"`
+	Server   ServerID `json:"server"`
+}
+
+// AbortRequest is the body of POST /v1/changes/{id}/abort (optional; an empty reason is
+// "aborted by request").
+type AbortRequest struct {
+	Reason string `json:"reason"`
+}
+
+// ChangesResponse is GET /v1/changes.
+type ChangesResponse struct {
+	Version  uint64           `json:"version"`
+	Index    uint64           `json:"index"`
+	Changes  []Change         `json:"changes"`
+	Resolved []ResolvedChange `json:"resolved"`
 }
 
 // CellsResponse is GET /v1/cells.
@@ -234,7 +274,7 @@ func (n *Node) handler(reg prometheus.Registerer) http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		return Drain{Server: id}, decodeOptional(body)
+		return Drain{Server: id, Migrate: !n.cfg.DirectOps}, decodeOptional(body)
 	})})
 	mux.Handle("/v1/cells/{id}/split", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
 		id, err := pathID(r, "cell")
@@ -245,7 +285,10 @@ func (n *Node) handler(reg prometheus.Registerer) http.Handler {
 		if err := decodeStrict(body, &q); err != nil {
 			return nil, err
 		}
-		return Split{Cell: CellID(id), Epoch: q.Epoch, Axis: q.Axis, At: q.At, NewOwner: q.NewOwner}, finiteField("at", q.At)
+		if err := finiteField("at", q.At); err != nil {
+			return nil, err
+		}
+		return n.mapOp(Split{Cell: CellID(id), Epoch: q.Epoch, Axis: q.Axis, At: q.At, NewOwner: q.NewOwner})
 	})})
 	mux.Handle("/v1/cells/{id}/move", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
 		id, err := pathID(r, "cell")
@@ -256,14 +299,14 @@ func (n *Node) handler(reg prometheus.Registerer) http.Handler {
 		if err := decodeStrict(body, &q); err != nil {
 			return nil, err
 		}
-		return Move{Cell: CellID(id), Epoch: q.Epoch, To: q.To}, nil
+		return n.mapOp(Move{Cell: CellID(id), Epoch: q.Epoch, To: q.To})
 	})})
 	mux.Handle("/v1/cells/merge", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
 		var q MergeRequest
 		if err := decodeStrict(body, &q); err != nil {
 			return nil, err
 		}
-		return q, nil
+		return n.mapOp(q)
 	})})
 	mux.Handle("/v1/nodes/{id}/shift", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
 		id, err := pathID(r, "node")
@@ -274,7 +317,49 @@ func (n *Node) handler(reg prometheus.Registerer) http.Handler {
 		if err := decodeStrict(body, &q); err != nil {
 			return nil, err
 		}
-		return Shift{Node: NodeID(id), At: q.At, Epochs: q.Epochs}, finiteField("at", q.At)
+		if err := finiteField("at", q.At); err != nil {
+			return nil, err
+		}
+		return n.mapOp(Shift{Node: NodeID(id), At: q.At, Epochs: q.Epochs})
+	})})
+	mux.Handle("/v1/changes", methods{
+		"GET": n.handleRead(func(m Map) any {
+			return ChangesResponse{Version: m.Version, Index: m.Index, Changes: nonNil(m.Changes), Resolved: nonNil(m.Resolved)}
+		}),
+		"POST": n.handleWrite(n.buildPrepare),
+	})
+	mux.Handle("/v1/changes/{id}/staged", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
+		id, err := pathID(r, "change")
+		if err != nil {
+			return nil, err
+		}
+		var q StagedRequest
+		if err := decodeStrict(body, &q); err != nil {
+			return nil, err
+		}
+		if q.Transfer < 0 || q.Server == 0 {
+			return nil, fmt.Errorf("%w: transfer %d must be ≥ 0 and server %d ≥ 1", ErrBadRequest, q.Transfer, q.Server)
+		}
+		return Staged{Change: ChangeID(id), Transfer: q.Transfer, Server: q.Server}, nil
+	})})
+	mux.Handle("/v1/changes/{id}/abort", methods{"POST": n.handleWrite(func(r *http.Request, body []byte) (Command, error) {
+		id, err := pathID(r, "change")
+		if err != nil {
+			return nil, err
+		}
+		var q AbortRequest
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := decodeStrict(body, &q); err != nil {
+				return nil, err
+			}
+		}
+		if q.Reason == "" {
+			q.Reason = "aborted by request"
+		}
+		if len(q.Reason) > MaxReasonLen {
+			return nil, fmt.Errorf("%w: reason is %d bytes, more than %d", ErrBadRequest, len(q.Reason), MaxReasonLen)
+		}
+		return Abort{Change: ChangeID(id), Reason: q.Reason}, nil
 	})})
 	mux.Handle("/v1/join", methods{"POST": n.handleJoin})
 	mux.Handle("/v1/remove", methods{"POST": n.handleRemove})
@@ -497,8 +582,39 @@ func (n *Node) handleWrite(build func(r *http.Request, body []byte) (Command, er
 			n.writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, WriteResult{Index: res.Index, Version: res.Version, Cells: nonNil(res.Cells)})
+		writeJSON(w, http.StatusOK, WriteResult{Index: res.Index, Version: res.Version, Cells: nonNil(res.Cells), Change: res.Change})
 	}
+}
+
+// mapOp is what the split, merge, shift and move endpoints propose: op wrapped in a Prepare
+// with the node's ChangeTimeout (stamped now), or op itself with DirectOps.
+func (n *Node) mapOp(op Command) (Command, error) {
+	if n.cfg.DirectOps {
+		return op, nil
+	}
+	b, err := EncodeCommand(op)
+	if err != nil {
+		return nil, err
+	}
+	return Prepare{Op: b, Now: time.Now().UnixNano(), Timeout: int64(n.cfg.ChangeTimeout)}, nil
+}
+
+func (n *Node) buildPrepare(r *http.Request, body []byte) (Command, error) {
+	var q PrepareRequest
+	if err := decodeStrict(body, &q); err != nil {
+		return nil, err
+	}
+	if _, err := decodeOp(q.Op); err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(q.Timeout)
+	if timeout == 0 {
+		timeout = n.cfg.ChangeTimeout
+	}
+	if timeout < 0 || timeout > MaxChangeTimeout {
+		return nil, fmt.Errorf("%w: timeout %v must be in (0, %v]", ErrBadRequest, timeout, MaxChangeTimeout)
+	}
+	return Prepare{Op: q.Op, Now: time.Now().UnixNano(), Timeout: int64(timeout)}, nil
 }
 
 func (n *Node) leaseTTL(d Duration) (int64, error) {
@@ -730,7 +846,7 @@ func StatusForCode(code string) int {
 	switch code {
 	case "bad_request", "malformed_command", "unknown_command", "invalid_world", "bad_axis", "invalid_config":
 		return http.StatusBadRequest
-	case "unknown_cell", "unknown_server", "unknown_node", "not_found":
+	case "unknown_cell", "unknown_server", "unknown_node", "unknown_change", "not_found":
 		return http.StatusNotFound
 	case "not_leader", "no_leader", "shutdown", "leadership_lost":
 		return http.StatusServiceUnavailable

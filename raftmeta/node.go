@@ -570,7 +570,7 @@ func (n *Node) runLeadership() {
 
 // establish runs for one term of leadership: a barrier (every entry of earlier terms is then
 // committed and applied, so linearizable reads and the reaper see them), InitWorld if the map
-// is still empty, then the lease reaper until leadership ends.
+// is still empty, then the planner (if configured) and the lease reaper until leadership ends.
 func (n *Node) establish(ctx context.Context, l *leadership) {
 	defer n.wg.Done()
 	for {
@@ -596,6 +596,13 @@ func (n *Node) establish(ctx context.Context, l *leadership) {
 	if !n.initWorld(ctx) {
 		return
 	}
+	if n.cfg.Planner != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runPlanner(ctx)
+		}()
+	}
 	n.runReaper(ctx, l.since)
 }
 
@@ -606,10 +613,16 @@ func (n *Node) initWorld(ctx context.Context) bool {
 		if len(n.fsm.Map().Cells) > 0 {
 			return true
 		}
-		_, err := n.Propose(ctx, InitWorld{World: n.cfg.World, MinCellSize: n.cfg.MinCellSize})
+		w := n.cfg.World
+		if w.Epoch == 0 {
+			// The world epoch: tick 0 of the cluster-wide tick grid, a whole second so logs line up.
+			w.Epoch = time.Now().Truncate(time.Second).UnixNano()
+		}
+		_, err := n.Propose(ctx, InitWorld{World: w, MinCellSize: n.cfg.MinCellSize})
 		switch {
 		case err == nil:
-			n.log.Info("initialised the world", "min", n.cfg.World.Min, "max", n.cfg.World.Max, "min_cell_size", n.cfg.MinCellSize)
+			n.log.Info("initialised the world", "min", w.Min, "max", w.Max, "min_cell_size", n.cfg.MinCellSize,
+				"epoch", time.Unix(0, w.Epoch).UTC().Format(time.RFC3339))
 			return true
 		case errors.Is(err, ErrWorldExists):
 			return true
@@ -944,12 +957,14 @@ func (n *Node) syncPeers() {
 // ---- metrics ----
 
 type nodeMetrics struct {
-	leader        prometheus.Gauge
-	applyDuration prometheus.Histogram
-	commits       *prometheus.CounterVec
-	leaderChanges prometheus.Counter
-	reaped        prometheus.Counter
-	funcs         []prometheus.Collector
+	leader         prometheus.Gauge
+	applyDuration  prometheus.Histogram
+	commits        *prometheus.CounterVec
+	leaderChanges  prometheus.Counter
+	reaped         prometheus.Counter
+	planned        *prometheus.CounterVec
+	changesAborted prometheus.Counter
+	funcs          []prometheus.Collector
 }
 
 func newNodeMetrics(n *Node) *nodeMetrics {
@@ -966,6 +981,13 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			Name: "meridian_meta_leader_changes_total", Help: "Times this node saw a new leader."}),
 		reaped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_meta_servers_marked_dead_total", Help: "Cell servers this node, as leader, marked dead after their lease lapsed."}),
+		planned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_meta_planned_ops_total",
+			Help: "Operations this node, as leader, proposed for the planner (op split, merge, shift, move) or for draining (op drain_move), " +
+				"by result: applied (at once), prepared (a two-phase change started), rejected (by the map), failed (not committed or unknown)."},
+			[]string{"op", "result"}),
+		changesAborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_meta_changes_aborted_total", Help: "Two-phase map changes this node, as leader, aborted because their deadline passed."}),
 	}
 	gauge := func(name, help string, f func() float64) {
 		m.funcs = append(m.funcs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
@@ -978,7 +1000,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.leader, m.applyDuration, m.commits, m.leaderChanges, m.reaped}, m.funcs...)
+	return append([]prometheus.Collector{m.leader, m.applyDuration, m.commits, m.leaderChanges, m.reaped, m.planned, m.changesAborted}, m.funcs...)
 }
 
 func (m *nodeMetrics) register(reg prometheus.Registerer) error {
@@ -1003,6 +1025,7 @@ func (m *nodeMetrics) unregister(reg prometheus.Registerer) {
 var commandNames = map[CommandType]string{
 	CmdInitWorld: "init_world", CmdRegister: "register", CmdHeartbeat: "heartbeat", CmdDeregister: "deregister",
 	CmdSplit: "split", CmdMerge: "merge", CmdShift: "shift", CmdMove: "move", CmdDrain: "drain", CmdMarkDead: "mark_dead",
+	CmdPrepare: "prepare", CmdStaged: "staged", CmdAbort: "abort",
 }
 
 func commandName(t CommandType) string {

@@ -72,6 +72,8 @@ func clusterConfig(t *testing.T, id uint64) Config {
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 400*time.Millisecond
 	// Snapshot often and keep few entries, so a node that was down catches up from a snapshot.
 	c.SnapshotInterval, c.SnapshotThreshold, c.TrailingLogs = 20*time.Millisecond, 4, 1
+	// Changes the tests start must outlive an election or two on a loaded machine.
+	c.ChangeTimeout = time.Minute
 	return c
 }
 
@@ -149,6 +151,9 @@ func TestConfigValidate(t *testing.T) {
 		"LeaseTTL":           func(c *Config) { c.LeaseTTL = 0 },
 		"World":              func(c *Config) { c.World.Max[0] = c.World.Min[0] },
 		"MinCellSize":        func(c *Config) { c.MinCellSize = 1e9 },
+		"PlanInterval":       func(c *Config) { c.PlanInterval = 0 },
+		"ChangeTimeout":      func(c *Config) { c.ChangeTimeout = 11 * time.Minute },
+		"ChangeTimeout zero": func(c *Config) { c.ChangeTimeout = 0 },
 	} {
 		c := ok
 		mut(&c)
@@ -227,13 +232,43 @@ func TestCluster(t *testing.T) {
 		})
 	}
 
-	// A blocking query on a follower (stale, and linearizable via the leader) returns when a
-	// split commits.
+	// A split that gives the high half to server 2 (server 1 owns the cell) is a two-phase
+	// change, started through a follower.
 	m, err := fc.Map(ctx, ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cell := m.Cells[0]
+	if cell.Owner != 1 {
+		t.Fatalf("cell %+v, want owner 1", cell)
+	}
+	mid := (cell.Bounds[0] + cell.Bounds[2]) / 2
+	var pr *WriteResult
+	err = retryWrite(t, func() (err error) {
+		pr, err = fc.Split(ctx, Split{Cell: cell.ID, Epoch: cell.Epoch, Axis: AxisX, At: mid, NewOwner: 2})
+		return err
+	})
+	if errors.Is(err, ErrCellMigrating) { // a retried split whose first attempt started the change
+		m, err = fc.Map(ctx, ReadOptions{})
+		if err != nil || len(m.Changes) != 1 {
+			t.Fatalf("after a retried split: %v, changes %+v", err, m.Changes)
+		}
+		pr = &WriteResult{Version: m.Version, Change: m.Changes[0].ID}
+	} else if err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	if pr.Change == 0 || len(pr.Cells) != 0 {
+		t.Fatalf("split to another live server: %+v, want a change and no cell yet", pr)
+	}
+	if m, err = fc.Map(ctx, ReadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Cells) != 1 || m.Cells[0].State != CellMigrating || len(m.Changes) != 1 || m.Changes[0].Transfers[0].To != 2 {
+		t.Fatalf("map after prepare: cells %+v changes %+v", m.Cells, m.Changes)
+	}
+
+	// A blocking query on a follower (stale, and linearizable via the leader) returns when the
+	// split commits: when server 2 reports the transfer staged (through a follower too).
 	type result struct {
 		m   *Map
 		err error
@@ -255,29 +290,23 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("blocking query returned before any change: %+v", r)
 	default:
 	}
-	mid := (cell.Bounds[0] + cell.Bounds[2]) / 2
-	sr, err := clientOf(nodes...).Split(ctx, Split{Cell: cell.ID, Epoch: cell.Epoch, Axis: AxisX, At: mid, NewOwner: 2})
-	if unknownOutcome(err) {
-		// Leadership changed under the split: whether it applied shows in the map.
-		t.Logf("split outcome unknown (%v); reading the map", err)
-		eventually(t, "a linearizable read", func() bool {
-			m, err := clientOf(nodes...).Map(ctx, ReadOptions{})
-			if err != nil {
-				return false
-			}
-			if len(m.Cells) == 1 {
-				sr, err = clientOf(nodes...).Split(ctx, Split{Cell: cell.ID, Epoch: cell.Epoch, Axis: AxisX, At: mid, NewOwner: 2})
-				return err == nil
-			}
-			sr, err = &WriteResult{Version: m.Version, Cells: []CellID{m.Cells[1].ID}}, nil
-			return true
-		})
+	var sr *WriteResult
+	err = retryWrite(t, func() (err error) {
+		sr, err = fc.Staged(ctx, pr.Change, 0, 2)
+		return err
+	})
+	if errors.Is(err, ErrUnknownChange) { // a retried staging whose first attempt committed it
+		m, err := fc.Map(ctx, ReadOptions{})
+		if err != nil || len(m.Cells) != 2 || len(m.Resolved) != 1 || !m.Resolved[0].Committed {
+			t.Fatalf("after a retried staging: %v, %+v", err, m)
+		}
+		sr, err = &WriteResult{Version: m.Version, Cells: []CellID{m.Cells[1].ID}}, nil
 	}
 	if err != nil {
-		t.Fatalf("split: %v", err)
+		t.Fatalf("staged: %v", err)
 	}
 	if len(sr.Cells) != 1 {
-		t.Fatalf("split created %v, want one cell", sr.Cells)
+		t.Fatalf("the committed split created %v, want one cell", sr.Cells)
 	}
 	for name, ch := range map[string]chan result{"stale": stale, "linearizable": lin} {
 		r := <-ch
@@ -427,8 +456,19 @@ func TestLeaseReaper(t *testing.T) {
 	if cell.Owner != 2 {
 		t.Fatalf("cell %d owned by %d, want 2 (registered first)", cell.ID, cell.Owner)
 	}
-	if _, err := c.Move(ctx, Move{Cell: cell.ID, Epoch: cell.Epoch, To: 1}); err != nil {
+	wr, err := c.Move(ctx, Move{Cell: cell.ID, Epoch: cell.Epoch, To: 1})
+	if err != nil {
 		t.Fatalf("move the cell to server 1: %v", err)
+	}
+	if wr.Change == 0 {
+		t.Fatalf("move between live servers: %+v, want a change", wr)
+	}
+	// Server 1 reports the cell's entities staged: the move commits.
+	if _, err := c.Staged(ctx, wr.Change, 0, 1); err != nil {
+		t.Fatalf("staged: %v", err)
+	}
+	if m, err = c.Map(ctx, ReadOptions{}); err != nil || m.Cells[0].Owner != 1 {
+		t.Fatalf("after the move: %v, cells %+v", err, m.Cells)
 	}
 	// Follow the map with blocking queries until server 1 is dead.
 	for {

@@ -13,10 +13,19 @@ package raftmeta
 // and after the whole metadata service was down (no server could renew) servers get a chance to
 // heartbeat before being declared dead. The FSM backs this up: MarkDead is rejected
 // (server_not_expired) if a heartbeat renewed the lease after the reaper looked.
+//
+// The same loop looks after two-phase changes (changes.go): it proposes Abort for every pending
+// change whose Deadline has passed (by the leader's clock; aborting is always safe, since the
+// sources stay authoritative until the commit), and for every live draining server it proposes
+// a Prepare of a Move for each of its unlocked cells, to the live non-draining server owning
+// the fewest cells (ties: the lower ID), as Drain without Migrate would have chosen. A move
+// that is aborted (deadline, a server dying) is proposed again on a later round, so a draining
+// server ends up owning nothing as long as some server can take its cells.
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -31,7 +40,75 @@ func (n *Node) runReaper(ctx context.Context, leaderSince time.Time) {
 			return
 		case <-t.C:
 		}
-		n.reap(ctx, leaderSince, time.Now(), lastErr)
+		now := time.Now()
+		n.reap(ctx, leaderSince, now, lastErr)
+		n.expireChanges(ctx, now)
+		n.migrateDraining(ctx)
+	}
+}
+
+// expireChanges proposes Abort for every pending change whose deadline is before now.
+func (n *Node) expireChanges(ctx context.Context, now time.Time) {
+	for _, ch := range n.fsm.Map().Changes {
+		if now.UnixNano() <= ch.Deadline {
+			continue
+		}
+		_, err := n.Propose(ctx, Abort{Change: ch.ID, Reason: "deadline passed"})
+		switch {
+		case err == nil:
+			n.met.changesAborted.Inc()
+			n.log.Warn("change not complete by its deadline: aborted", "change", ch.ID, "op", commandName(ch.OpType),
+				"cells", ch.Cells, "late", time.Duration(now.UnixNano()-ch.Deadline).Round(time.Millisecond))
+		case errors.Is(err, ErrUnknownChange):
+			// Committed or aborted meanwhile.
+		case ctx.Err() != nil, errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrLeadershipLost):
+			return
+		default:
+			n.log.Warn("aborting an expired change failed; retrying", "change", ch.ID, "err", err)
+		}
+	}
+}
+
+// migrateDraining proposes a two-phase move of every unlocked cell of every live draining
+// server (see the file comment).
+func (n *Node) migrateDraining(ctx context.Context) {
+	m := n.fsm.Map()
+	load := map[ServerID]int{}
+	var takers []ServerID
+	for _, s := range m.Servers {
+		if s.Alive && !s.Draining {
+			takers = append(takers, s.ID)
+			load[s.ID] = 0
+		}
+	}
+	if len(takers) == 0 {
+		return
+	}
+	for _, c := range m.Cells {
+		if _, ok := load[c.Owner]; ok {
+			load[c.Owner]++
+		}
+	}
+	draining := map[ServerID]bool{}
+	for _, s := range m.Servers {
+		if s.Alive && s.Draining {
+			draining[s.ID] = true
+		}
+	}
+	for _, c := range m.Cells { // sorted by ID
+		if !draining[c.Owner] || c.State != CellActive {
+			continue
+		}
+		best := slices.MinFunc(takers, func(a, b ServerID) int {
+			if load[a] != load[b] {
+				return load[a] - load[b]
+			}
+			return cmpU64(uint64(a), uint64(b))
+		})
+		load[best]++
+		if !n.proposeOp(ctx, Move{Cell: c.ID, Epoch: c.Epoch, To: best}, "drain") {
+			return
+		}
 	}
 }
 

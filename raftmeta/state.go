@@ -11,8 +11,8 @@ import (
 //
 //   - Apply is deterministic. Given the same state and the same log entry, every replica
 //     produces the same state and the same result. It reads no clock (the proposer stamps Now
-//     into Register, Heartbeat and MarkDead), starts no goroutine, uses no random source and
-//     never iterates a Go map where the order could show (IDs are sorted first).
+//     into Register, Heartbeat, MarkDead and Prepare), starts no goroutine, uses no random
+//     source and never iterates a Go map where the order could show (IDs are sorted first).
 //   - An invalid command returns its error in ApplyResult.Err and changes nothing: every
 //     command is validated completely before the first mutation, so there is no rollback.
 //     Only Index (the last applied index) advances, as it does for every entry.
@@ -35,7 +35,8 @@ import (
 //     to live non-draining servers, each to the one owning the fewest cells (ties: lower ID),
 //     whenever a command could have made that possible (InitWorld, Register, Deregister, Drain,
 //     MarkDead, Split, Merge). So after every command either no cell is unowned or no server
-//     can take one, and a draining server owns no cell.
+//     can take one. A draining server takes no cell; it may still own cells while they migrate
+//     away (Drain with Migrate, or cells that were locked when it started draining).
 //   - Version is the index of the last entry that changed the map as the API shows it: the
 //     world, the tree, the cells, the set of servers or a server's address, capacity, Alive or
 //     Draining. Lease renewals and load reports (Heartbeat) change only Index, so watchers
@@ -48,8 +49,10 @@ import (
 //     rejects negative load figures. MarkDead leaves Draining as it was. Drain of a server that
 //     owns no cell always succeeds (and draining twice changes nothing). A Shift to the node's
 //     current coordinate moves no cell, lists none, and succeeds without a version change.
-//   - No command sets a cell migrating yet; Split, Merge, Shift and Move refuse to change a
-//     migrating cell (ErrCellMigrating).
+//   - Two-phase changes (changes.go): Prepare locks the cells an operation changes (state
+//     migrating) until Staged commits it or Abort, MarkDead, Deregister or Drain abort it. A
+//     cell is migrating exactly when a pending change locks it. Split, Merge, Shift, Move and
+//     Prepare refuse to change a migrating cell (ErrCellMigrating); Drain leaves it alone.
 
 // node is a node of the k-d tree. A leaf has cell != 0; an internal node has axis, at, low
 // and high.
@@ -77,6 +80,8 @@ type state struct {
 	nextNode    NodeID
 	version     uint64 // index of the last entry that changed the map
 	index       uint64 // index of the last entry applied
+	changes     map[ChangeID]*pendingChange
+	resolved    []ResolvedChange // oldest first, at most MaxResolved
 }
 
 func newState() *state {
@@ -84,6 +89,7 @@ func newState() *state {
 		nodes:    map[NodeID]*node{},
 		cells:    map[CellID]*Cell{},
 		servers:  map[ServerID]*Server{},
+		changes:  map[ChangeID]*pendingChange{},
 		nextCell: 1,
 		nextNode: 1,
 	}
@@ -116,6 +122,7 @@ func (s *state) apply(index uint64, c Command) *ApplyResult {
 	}
 	var tx txn
 	var err error
+	var change ChangeID
 	switch c := c.(type) {
 	case InitWorld:
 		err = s.initWorld(c, &tx)
@@ -137,13 +144,19 @@ func (s *state) apply(index uint64, c Command) *ApplyResult {
 		err = s.drain(c, &tx)
 	case MarkDead:
 		err = s.markDead(c, &tx)
+	case Prepare:
+		change, err = s.prepare(s.index, c, &tx)
+	case Staged:
+		err = s.staged(c, &tx)
+	case Abort:
+		err = s.abortCmd(c, &tx)
 	default:
 		err = fmt.Errorf("%w: %T", ErrUnknownCommand, c)
 	}
 	if err == nil && tx.changed {
 		s.version = s.index
 	}
-	return &ApplyResult{Index: s.index, Version: s.version, Err: err, Cells: tx.created}
+	return &ApplyResult{Index: s.index, Version: s.version, Err: err, Cells: tx.created, Change: change}
 }
 
 // ---- validation helpers (no mutation) ----
@@ -223,8 +236,11 @@ func checkEpoch(c *Cell, e Epoch) error {
 	return nil
 }
 
-func checkActive(c *Cell) error {
+func (s *state) checkActive(c *Cell) error {
 	if c.State != CellActive {
+		if id := s.lockedBy(c.ID); id != 0 {
+			return fmt.Errorf("%w: cell %d is %s (change %d)", ErrCellMigrating, c.ID, c.State, id)
+		}
 		return fmt.Errorf("%w: cell %d is %s", ErrCellMigrating, c.ID, c.State)
 	}
 	return nil
@@ -426,7 +442,7 @@ func (s *state) heartbeat(c Heartbeat) error {
 		}
 	}
 	srv.LeaseExpires = max(srv.LeaseExpires, end)
-	l.Cells = slices.Clone(l.Cells)
+	l.Cells = cloneCellLoads(l.Cells)
 	srv.Load = l
 	return nil
 }
@@ -435,6 +451,7 @@ func (s *state) deregister(c Deregister, tx *txn) error {
 	if _, err := s.server(c.Server); err != nil {
 		return err
 	}
+	s.abortWhere(func(p *pendingChange) bool { return s.involves(p, c.Server) }, fmt.Sprintf("server %d left", c.Server), tx)
 	delete(s.servers, c.Server)
 	tx.changed = true
 	s.release(c.Server, tx)
@@ -452,6 +469,7 @@ func (s *state) markDead(c MarkDead, tx *txn) error {
 	if c.Now < srv.LeaseExpires {
 		return fmt.Errorf("%w: server %d lease expires at %d, now is %d", ErrServerNotExpired, c.Server, srv.LeaseExpires, c.Now)
 	}
+	s.abortWhere(func(p *pendingChange) bool { return s.involves(p, c.Server) }, fmt.Sprintf("server %d dead", c.Server), tx)
 	srv.Alive = false
 	tx.changed = true
 	s.release(c.Server, tx)
@@ -466,16 +484,20 @@ func (s *state) drain(c Drain, tx *txn) error {
 	if !srv.Alive {
 		return fmt.Errorf("%w: server %d", ErrServerDead, c.Server)
 	}
-	owned := s.sortedCellIDs(func(cl *Cell) bool { return cl.Owner == c.Server })
+	// Locked cells stay where they are: their change moves them or leaves them to a later drain.
+	owned := s.sortedCellIDs(func(cl *Cell) bool { return cl.Owner == c.Server && cl.State == CellActive })
 	if len(owned) > 0 && !s.hasTaker(c.Server) {
 		return fmt.Errorf("%w: server %d owns %d cells and no other live, non-draining server can take them",
 			ErrNoLiveServer, c.Server, len(owned))
 	}
+	s.abortWhere(func(p *pendingChange) bool { return receives(p, c.Server) }, fmt.Sprintf("server %d draining", c.Server), tx)
 	if !srv.Draining {
 		srv.Draining = true
 		tx.changed = true
 	}
-	s.assign(owned, tx)
+	if !c.Migrate {
+		s.assign(owned, tx)
+	}
 	return nil
 }
 
@@ -490,7 +512,7 @@ func (s *state) split(c Split, tx *txn) error {
 	if err := checkEpoch(cl, c.Epoch); err != nil {
 		return err
 	}
-	if err := checkActive(cl); err != nil {
+	if err := s.checkActive(cl); err != nil {
 		return err
 	}
 	i, ok := axisIndex(c.Axis)
@@ -553,10 +575,10 @@ func (s *state) merge(c Merge, tx *txn) error {
 	if ln.parent == 0 || ln.parent != hn.parent || s.nodes[ln.parent].low != ln.id || s.nodes[ln.parent].high != hn.id {
 		return fmt.Errorf("%w: cells %d and %d are not the low and high leaves of one node", ErrNotSiblings, lo.ID, hi.ID)
 	}
-	if err := checkActive(lo); err != nil {
+	if err := s.checkActive(lo); err != nil {
 		return err
 	}
-	if err := checkActive(hi); err != nil {
+	if err := s.checkActive(hi); err != nil {
 		return err
 	}
 
@@ -643,7 +665,7 @@ func (s *state) shift(c Shift, tx *txn) error {
 			return fmt.Errorf("%w: shifting node %d to %s=%v leaves cell %d %v × %v, under %v", ErrCellTooSmall,
 				n.id, n.axis, c.At, id, b[2]-b[0], b[3]-b[1], s.minCellSize)
 		}
-		if err := checkActive(s.cells[id]); err != nil {
+		if err := s.checkActive(s.cells[id]); err != nil {
 			return err
 		}
 	}
@@ -668,7 +690,7 @@ func (s *state) move(c Move, tx *txn) error {
 	if err := checkEpoch(cl, c.Epoch); err != nil {
 		return err
 	}
-	if err := checkActive(cl); err != nil {
+	if err := s.checkActive(cl); err != nil {
 		return err
 	}
 	if err := s.target(c.To); err != nil {
@@ -697,6 +719,10 @@ func (s *state) toMap() Map {
 	if s.root != 0 {
 		m.Tree = s.treeNode(s.root)
 	}
+	for _, id := range s.sortedChangeIDs() {
+		m.Changes = append(m.Changes, copyChange(s.changes[id].Change))
+	}
+	m.Resolved = slices.Clone(s.resolved)
 	return m
 }
 
@@ -722,8 +748,18 @@ func (s *state) sortedServers() []Server {
 
 func copyServer(srv *Server) Server {
 	c := *srv
-	c.Load.Cells = slices.Clone(srv.Load.Cells)
+	c.Load.Cells = cloneCellLoads(srv.Load.Cells)
 	return c
+}
+
+// cloneCellLoads deep-copies load reports (histograms included).
+func cloneCellLoads(ls []CellLoad) []CellLoad {
+	out := slices.Clone(ls)
+	for i := range out {
+		out[i].HistX = slices.Clone(out[i].HistX)
+		out[i].HistZ = slices.Clone(out[i].HistZ)
+	}
+	return out
 }
 
 func (s *state) treeNode(id NodeID) *TreeNode {
@@ -753,6 +789,10 @@ type snapshotData struct {
 	Servers     []Server   `json:"servers"`
 	NextCell    CellID     `json:"next_cell"`
 	NextNode    NodeID     `json:"next_node"`
+	// Pending changes (sorted by ID) and the last resolved ones; omitted when empty, so a map
+	// without changes snapshots as before two-phase changes existed.
+	Changes  []pendingChange  `json:"changes,omitempty"`
+	Resolved []ResolvedChange `json:"resolved,omitempty"`
 }
 
 type snapNode struct {
@@ -778,6 +818,10 @@ func (s *state) snapshot() *snapshotData {
 		Servers:     s.sortedServers(),
 		NextCell:    s.nextCell,
 		NextNode:    s.nextNode,
+		Resolved:    slices.Clone(s.resolved),
+	}
+	for _, id := range s.sortedChangeIDs() {
+		d.Changes = append(d.Changes, s.changes[id].copy())
 	}
 	for _, n := range s.nodes {
 		d.Nodes = append(d.Nodes, snapNode{ID: n.id, Cell: n.cell, Axis: n.axis, At: n.at, Low: n.low, High: n.high})
@@ -828,6 +872,16 @@ func restoreState(d *snapshotData) (*state, error) {
 		}
 		s.servers[srv.ID] = &srv
 	}
+	for i := range d.Changes {
+		p := d.Changes[i].copy()
+		if p.ID == 0 || s.changes[p.ID] != nil {
+			return nil, fmt.Errorf("%w: change id %d is zero or repeated", ErrCorruptSnapshot, p.ID)
+		}
+		s.changes[p.ID] = &p
+	}
+	if len(d.Resolved) > 0 {
+		s.resolved = slices.Clone(d.Resolved)
+	}
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 	}
@@ -839,9 +893,9 @@ func restoreState(d *snapshotData) (*state, error) {
 // check verifies the map's invariants: the tree is well formed and its leaves are exactly the
 // cells, every cell's bounds are the rectangle the tree gives it and no narrower than the
 // minimum cell size, the cells tile the world (their areas sum to its area), every owner is a
-// live server, no cell is unowned while a server could take it, draining servers own nothing,
-// epochs are ≥ 1 and the ID counters are past every ID in use. Tests call it after every
-// command; Restore calls it on every snapshot.
+// live server, no cell is unowned while a server could take it, epochs are ≥ 1, the ID
+// counters are past every ID in use, and the pending changes are consistent with the cells
+// (checkChanges). Tests call it after every command; Restore calls it on every snapshot.
 func (s *state) check() error {
 	if s.version > s.index {
 		return fmt.Errorf("version %d > index %d", s.version, s.index)
@@ -852,10 +906,10 @@ func (s *state) check() error {
 		}
 	}
 	if s.root == 0 {
-		if len(s.nodes) != 0 || len(s.cells) != 0 {
-			return fmt.Errorf("no world but %d nodes and %d cells", len(s.nodes), len(s.cells))
+		if len(s.nodes) != 0 || len(s.cells) != 0 || len(s.changes) != 0 {
+			return fmt.Errorf("no world but %d nodes, %d cells and %d changes", len(s.nodes), len(s.cells), len(s.changes))
 		}
-		return nil
+		return s.checkChanges()
 	}
 	for i := range 2 {
 		if !validCoord(s.world.Min[i]) || !validCoord(s.world.Max[i]) || !(s.world.Max[i] > s.world.Min[i]) {
@@ -935,7 +989,6 @@ func (s *state) check() error {
 	if math.Abs(area-worldArea) > 1e-9*worldArea {
 		return fmt.Errorf("cells cover %v m², the world %v m²", area, worldArea)
 	}
-	owned := map[ServerID]int{}
 	unowned := 0
 	for id, c := range s.cells {
 		if c.ID != id {
@@ -958,15 +1011,9 @@ func (s *state) check() error {
 		if !ok || !srv.Alive {
 			return fmt.Errorf("cell %d owned by unknown or dead server %d", id, c.Owner)
 		}
-		owned[c.Owner]++
-	}
-	for id, srv := range s.servers {
-		if srv.Draining && owned[id] > 0 {
-			return fmt.Errorf("draining server %d owns %d cells", id, owned[id])
-		}
 	}
 	if unowned > 0 && s.hasTaker(0) {
 		return fmt.Errorf("%d cells unowned while a live server could take them", unowned)
 	}
-	return nil
+	return s.checkChanges()
 }

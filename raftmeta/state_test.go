@@ -220,7 +220,7 @@ func TestCheckDetectsCorruption(t *testing.T) {
 		"bad axis":               func(s *state) { s.nodes[1].axis = "y" },
 		"cell id reused":         func(s *state) { s.nextCell = 3 },
 		"node id reused":         func(s *state) { s.nextNode = 5 },
-		"draining owner":         func(s *state) { s.servers[2].Draining = true },
+		"migrating, not locked":  func(s *state) { s.cells[2].State = CellMigrating },
 		"unowned with a taker":   func(s *state) { s.cells[1].Owner = 0 },
 		"version past index":     func(s *state) { s.version = s.index + 1 },
 		"cell narrower than min": func(s *state) { s.minCellSize = 600 },
@@ -260,5 +260,125 @@ func TestCommandsNeverReuseIDs(t *testing.T) {
 	}
 	if _, ok := s.cells[5]; !ok || s.cells[5].Node != 9 {
 		t.Fatalf("split after merge: want new cell 5 on new node 9, cells %v", s.toMap().Cells)
+	}
+}
+
+// withChange is fourCells with a pending change 7: cell 2 (server 2) moving to server 1, and
+// a pending split (change 8) of cell 3 (server 1) with its high half to server 2.
+func withChange(t *testing.T) *state {
+	s := fourCells(t)
+	for i, op := range []Command{
+		Move{Cell: 2, Epoch: 4, To: 1},
+		Split{Cell: 3, Epoch: 4, Axis: AxisX, At: 256, NewOwner: 2},
+	} {
+		res := s.apply(uint64(7+i), Prepare{Op: mustEncodeCommand(t, op), Now: 0, Timeout: 5 * nsSec})
+		if res.Err != nil || res.Change != ChangeID(7+i) {
+			t.Fatalf("prepare %#v: %+v", op, res)
+		}
+	}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCheckDetectsChangeCorruption(t *testing.T) {
+	for name, corrupt := range map[string]func(s *state){
+		"locked cell active":      func(s *state) { s.cells[2].State = CellActive },
+		"cell locked twice":       func(s *state) { s.changes[8].Cells = []CellID{2, 3} },
+		"unsorted cells":          func(s *state) { s.changes[7].Cells = []CellID{2, 2} },
+		"missing locked cell":     func(s *state) { s.changes[7].Cells = []CellID{2, 9} },
+		"no transfers":            func(s *state) { s.changes[7].Transfers = nil },
+		"transfer to dead":        func(s *state) { s.changes[7].Transfers[0].To = 9 },
+		"transfer to itself":      func(s *state) { s.changes[7].Transfers[0].To = 2 },
+		"transfer to draining":    func(s *state) { s.servers[1].Draining = true },
+		"empty region":            func(s *state) { s.changes[7].Transfers[0].Region = Rect{1, 1, 1, 2} },
+		"change past the index":   func(s *state) { s.index, s.version = 7, 7 },
+		"bad op":                  func(s *state) { s.changes[7].Op = []byte("\x08{") },
+		"op of the wrong kind":    func(s *state) { s.changes[7].Op = mustEncodeCommand(t, Drain{Server: 1}) },
+		"op type mismatch":        func(s *state) { s.changes[7].OpType = CmdSplit },
+		"reserved cell past next": func(s *state) { s.nextCell-- },
+		"reserved node past next": func(s *state) { s.changes[8].NodeCount = 9 },
+		"change key":              func(s *state) { s.changes[9] = s.changes[8] },
+		"too many resolved":       func(s *state) { s.resolved = make([]ResolvedChange, MaxResolved+1) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := withChange(t)
+			corrupt(s)
+			if err := s.check(); err == nil {
+				t.Fatal("check passed")
+			} else {
+				t.Log(err)
+			}
+		})
+	}
+}
+
+// TestChangeReservesIDs: a pending split's new cell ID is reserved, so the cells created
+// meanwhile skip it and the commit creates the cell its transfer names.
+func TestChangeReservesIDs(t *testing.T) {
+	s := withChange(t)
+	want := s.changes[8].Transfers[0]
+	if want.Cell != 5 || want.Epoch != 5 || want.Region != (Rect{256, 512, 512, 1024}) || want.From != 1 || want.To != 2 {
+		t.Fatalf("split transfer %+v", want)
+	}
+	if res := s.apply(9, Split{Cell: 1, Epoch: 4, Axis: AxisZ, At: 100}); res.Err != nil || !reflect.DeepEqual(res.Cells, []CellID{6}) {
+		t.Fatalf("split meanwhile: %+v", res)
+	}
+	res := s.apply(10, Staged{Change: 8, Transfer: 0, Server: 2})
+	if res.Err != nil || !reflect.DeepEqual(res.Cells, []CellID{5}) || res.Version != 10 {
+		t.Fatalf("commit: %+v", res)
+	}
+	if c := s.cells[5]; c.Owner != 2 || c.Epoch != 5 || c.Bounds != want.Region || c.State != CellActive {
+		t.Fatalf("cell 5 %+v", *c)
+	}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolvedKeepsTheLast(t *testing.T) {
+	s := fourCells(t)
+	idx := uint64(7)
+	move := mustEncodeCommand(t, Move{Cell: 2, Epoch: 4, To: 1})
+	for i := range MaxResolved + 6 {
+		if res := s.apply(idx, Prepare{Op: move, Timeout: nsSec}); res.Err != nil || res.Change != ChangeID(idx) {
+			t.Fatalf("round %d: %+v", i, res)
+		}
+		if res := s.apply(idx+1, Abort{Change: ChangeID(idx), Reason: fmt.Sprint(i)}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		idx += 2
+	}
+	m := s.toMap()
+	if len(m.Resolved) != MaxResolved || m.Resolved[0].Reason != "6" || m.Resolved[MaxResolved-1].Reason != fmt.Sprint(MaxResolved+5) {
+		t.Fatalf("resolved: %d, first %+v last %+v", len(m.Resolved), m.Resolved[0], m.Resolved[len(m.Resolved)-1])
+	}
+	if s.cells[2].Epoch != 4 || s.cells[2].Owner != 2 || s.cells[2].State != CellActive {
+		t.Fatalf("cell 2 after %d aborts: %+v", MaxResolved+6, *s.cells[2])
+	}
+	if res := s.apply(idx, Abort{Change: 7, Reason: strings.Repeat("x", MaxReasonLen+1)}); !errors.Is(res.Err, ErrUnknownChange) {
+		t.Fatalf("abort of a resolved change: %v", res.Err)
+	}
+	if res := s.apply(idx, Prepare{Op: move, Timeout: nsSec}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := s.apply(idx+1, Abort{Change: ChangeID(idx), Reason: strings.Repeat("x", MaxReasonLen+1)}); !errors.Is(res.Err, ErrBadRequest) {
+		t.Fatalf("long reason: %v", res.Err)
+	}
+}
+
+// TestMapChangesAreDeepCopies: the changes Map returns do not alias the state.
+func TestMapChangesAreDeepCopies(t *testing.T) {
+	s := withChange(t)
+	m := s.toMap()
+	if len(m.Changes) != 2 || m.Changes[0].ID != 7 || m.Changes[1].ID != 8 {
+		t.Fatalf("changes %+v", m.Changes)
+	}
+	m.Changes[0].Transfers[0].Staged = true
+	m.Changes[0].Cells[0] = 99
+	m.Changes[0].Op[0] = 0
+	if p := s.changes[7]; p.Transfers[0].Staged || p.Cells[0] != 2 || p.Op[0] != byte(CmdMove) {
+		t.Fatalf("Map aliases the state: %+v", p.Change)
 	}
 }

@@ -46,12 +46,21 @@ type Cell struct {
 	State  CellState `json:"state"`
 }
 
+// LoadBins is the number of bins in a CellLoad's histograms.
+const LoadBins = 16
+
 // CellLoad is one cell's load as its server last reported it.
 type CellLoad struct {
 	Cell          CellID `json:"cell"`
+	Epoch         Epoch  `json:"epoch"` // the cell's epoch the report was measured at
 	Entities      int    `json:"entities"`
 	TickP99Micros int64  `json:"tick_p99_us"`
 	BytesOut      int64  `json:"bytes_out"` // bytes per second sent to clients
+	// HistX and HistZ count the cell's entities in LoadBins equal-width bins across the cell's
+	// bounds on x and on z (bin i covers [x0 + i·w, x0 + (i+1)·w), w = (x1−x0)/LoadBins). The
+	// partitioner finds medians and split-line shifts from them. Empty: not reported.
+	HistX []int32 `json:"hist_x,omitempty"`
+	HistZ []int32 `json:"hist_z,omitempty"`
 }
 
 // Load is a server's last load report.
@@ -78,6 +87,9 @@ type Server struct {
 type World struct {
 	Min [2]float64 `json:"min"` // x, z metres
 	Max [2]float64 `json:"max"`
+	// Epoch is the world epoch (Unix nanoseconds): tick n starts at Epoch + n × 50 ms on every
+	// cell server (DESIGN.md §1a). Stamped by the proposer of InitWorld (0: not set).
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // TreeNode is a node of the k-d tree: a leaf holds Cell; an internal node splits its rectangle
@@ -103,6 +115,53 @@ type Map struct {
 	Cells       []Cell    `json:"cells"`   // sorted by ID
 	Servers     []Server  `json:"servers"` // sorted by ID
 	Tree        *TreeNode `json:"tree,omitempty"`
+	// Changes are the map changes in progress (two-phase: see Prepare), sorted by ID.
+	Changes []Change `json:"changes,omitempty"`
+	// Resolved are the most recently resolved changes (at most MaxResolved, oldest first), so a
+	// server that missed the intermediate versions still learns each change's outcome.
+	Resolved []ResolvedChange `json:"resolved,omitempty"`
+}
+
+// ChangeID names a prepared map change: the Raft index of its Prepare. Never reused.
+type ChangeID uint64
+
+// MaxResolved is how many resolved changes the map remembers.
+const MaxResolved = 64
+
+// Transfer is one movement of entities a prepared change implies: every entity of server From
+// inside Region moves to server To, into cell Cell whose epoch after the change is Epoch.
+type Transfer struct {
+	From   ServerID `json:"from"`
+	To     ServerID `json:"to"`
+	Region Rect     `json:"region"`
+	Cell   CellID   `json:"cell"`
+	Epoch  Epoch    `json:"epoch"`
+	Staged bool     `json:"staged"` // the target has the entities (Staged applied)
+}
+
+// Change is a map change in progress (DESIGN.md §3). An operation (split, merge, shift, move)
+// that moves a region of the world from one live server to another is not applied at once:
+// Prepare records it with the Transfers it implies and marks the cells involved migrating;
+// each source freezes the entities in its regions at a tick boundary and ships them to the
+// target tagged with the new epoch; each target proposes Staged when it holds them; the FSM
+// applies the operation when the last transfer is staged. Until then the sources stay
+// authoritative. The leader aborts a change that is not complete by Deadline, and the FSM
+// aborts the changes of a server that dies or deregisters.
+type Change struct {
+	ID        ChangeID    `json:"id"`
+	Op        []byte      `json:"op"` // the operation, as EncodeCommand encodes it
+	OpType    CommandType `json:"op_type"`
+	Transfers []Transfer  `json:"transfers"`
+	Cells     []CellID    `json:"cells"`    // the cells the change locks (state migrating), sorted
+	Created   int64       `json:"created"`  // proposer's Unix nanoseconds
+	Deadline  int64       `json:"deadline"` // the leader aborts the change after this
+}
+
+// ResolvedChange is a change's outcome.
+type ResolvedChange struct {
+	ID        ChangeID `json:"id"`
+	Committed bool     `json:"committed"` // false: aborted (Reason says why)
+	Reason    string   `json:"reason,omitempty"`
 }
 
 // CommandType is the first byte of every Raft log entry the FSM applies.
@@ -119,6 +178,9 @@ const (
 	CmdMove       CommandType = 8
 	CmdDrain      CommandType = 9
 	CmdMarkDead   CommandType = 10
+	CmdPrepare    CommandType = 11
+	CmdStaged     CommandType = 12
+	CmdAbort      CommandType = 13
 )
 
 // Command is an FSM command. Times inside commands are stamped by the proposer (Unix
@@ -188,9 +250,14 @@ type Move struct {
 	To    ServerID `json:"to"`
 }
 
-// Drain marks a server draining and moves all its cells to other live servers.
+// Drain marks a server draining: it takes no new cells, and pending changes that would give it
+// a region are aborted. Migrate false (the original form, kept for log entries written before
+// two-phase changes): its unlocked cells are moved to other live servers at once. Migrate true:
+// no cell moves in this command; the leader then proposes a Prepare of a Move for each of the
+// server's unlocked cells, so the cells migrate safely (see Change).
 type Drain struct {
-	Server ServerID `json:"server"`
+	Server  ServerID `json:"server"`
+	Migrate bool     `json:"migrate,omitempty"`
 }
 
 // MarkDead declares a server dead after its lease lapsed (the leader proposes it after lease
@@ -199,6 +266,38 @@ type MarkDead struct {
 	Server ServerID `json:"server"`
 	Now    int64    `json:"now"`
 }
+
+// Prepare starts a two-phase map change (see Change). Op is a Split, Merge, Shift or Move,
+// validated as if applied now. If it moves no region between two different live servers
+// (same owner, or the losing owner is dead or absent) it is applied at once, exactly as Op
+// alone; otherwise it becomes a Change with ID = this entry's index and Deadline = Now +
+// Timeout, and ApplyResult.Change is set. A cell locked by a change rejects every other
+// operation with ErrCellMigrating.
+type Prepare struct {
+	Op      []byte `json:"op"` // EncodeCommand(op)
+	Now     int64  `json:"now"`
+	Timeout int64  `json:"timeout"` // nanoseconds
+}
+
+// Staged reports that the target of a change's transfer holds its entities. Server must be that
+// transfer's To. Staging a transfer twice is a no-op. When every transfer is staged the
+// operation is applied (its cells' epochs grow) and the change is resolved committed.
+type Staged struct {
+	Change   ChangeID `json:"change"`
+	Transfer int      `json:"transfer"` // index in Change.Transfers
+	Server   ServerID `json:"server"`
+}
+
+// Abort abandons a change: its cells become active again, unchanged, and it is resolved
+// aborted. Aborting a change that is not pending is ErrUnknownChange.
+type Abort struct {
+	Change ChangeID `json:"change"`
+	Reason string   `json:"reason"`
+}
+
+func (Prepare) Type() CommandType { return CmdPrepare }
+func (Staged) Type() CommandType  { return CmdStaged }
+func (Abort) Type() CommandType   { return CmdAbort }
 
 func (InitWorld) Type() CommandType  { return CmdInitWorld }
 func (Register) Type() CommandType   { return CmdRegister }
@@ -217,4 +316,5 @@ type ApplyResult struct {
 	Version uint64   // the map version after it
 	Err     error    // nil, or an error from errors.go (wrapped with detail); nothing changed
 	Cells   []CellID // cells the command created (Split: the new high cell)
+	Change  ChangeID // Prepare: the change it started (0: the operation was applied at once)
 }
