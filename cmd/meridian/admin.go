@@ -44,16 +44,22 @@ func addMetaFlags(fs *flag.FlagSet, o *metaFlags) {
 
 // client returns an API client for the --meta addresses.
 func (o *metaFlags) client() (*raftmeta.Client, error) {
-	var addrs []string
-	for _, a := range strings.Split(o.meta, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := splitAddrs(o.meta)
 	if len(addrs) == 0 {
 		return nil, errors.New("--meta: no address given")
 	}
 	return raftmeta.NewClient(addrs, nil), nil
+}
+
+// splitAddrs splits a comma-separated address list, dropping blanks.
+func splitAddrs(list string) []string {
+	var addrs []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // call runs one request under --timeout.
@@ -501,6 +507,11 @@ func runSplit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if res.Change != 0 {
+		fmt.Printf("split of cell %d at %s=%s started as change %d: the high side moves to server %d once it has staged its entities (map version %d)\n",
+			cl.ID, ax, strconv.FormatFloat(mid, 'f', -1, 64), res.Change, *owner, res.Version)
+		return nil
+	}
 	high := "a new cell"
 	if len(res.Cells) > 0 {
 		high = fmt.Sprintf("cell %d", res.Cells[0])
@@ -543,6 +554,11 @@ func runMerge(ctx context.Context, args []string) error {
 	}); err != nil {
 		return err
 	}
+	if res.Change != 0 {
+		fmt.Printf("merge of cells %d and %d started as change %d: cell %d's area moves to server %d once it has staged its entities (map version %d)\n",
+			low.ID, high.ID, res.Change, high.ID, low.Owner, res.Version)
+		return nil
+	}
 	fmt.Printf("merged cells %d and %d into cell %d (map version %d)\n", low.ID, high.ID, low.ID, res.Version)
 	return nil
 }
@@ -581,6 +597,11 @@ func runMove(ctx context.Context, args []string) error {
 	}); err != nil {
 		return err
 	}
+	if res.Change != 0 {
+		fmt.Printf("move of cell %d from server %d to server %d started as change %d: it completes once server %d has staged its entities (map version %d)\n",
+			cl.ID, cl.Owner, *to, res.Change, *to, res.Version)
+		return nil
+	}
 	fmt.Printf("moved cell %d from server %d to server %d (map version %d)\n", cl.ID, cl.Owner, *to, res.Version)
 	return nil
 }
@@ -607,6 +628,6 @@ func runDrain(ctx context.Context, args []string) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("server %d is draining; its cells moved to other live servers (map version %d)\n", *server, res.Version)
+	fmt.Printf("server %d is draining: it takes no new cells, and the leader moves its cells to other live servers by two-phase moves (map version %d)\n", *server, res.Version)
 	return nil
 }

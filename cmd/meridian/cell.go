@@ -4,10 +4,17 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meridian-mmo/meridian/cellserver"
 	"github.com/meridian-mmo/meridian/gateway"
+	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -23,6 +30,10 @@ type cellOptions struct {
 	viewSlots  int
 	maxClients int
 	meta       string
+	data       string
+	peer       string
+	capacity   int
+	leaseTTL   time.Duration
 	logLevel   string
 }
 
@@ -38,14 +49,79 @@ func addCellFlags(fs *flag.FlagSet, o *cellOptions, listen, metrics string, worl
 	fs.Float64Var(&o.maxSpeed, "max-speed", w.MaxSpeed, "fastest a player may move, m/s")
 	fs.IntVar(&o.viewSlots, "view-slots", w.MaxViewSlots, "most entities in one client's view")
 	fs.IntVar(&o.maxClients, "max-clients", w.MaxClients, "most clients this server accepts")
-	fs.StringVar(&o.meta, "meta", "", "metadata service addresses (cluster mode; not available yet)")
+	fs.StringVar(&o.meta, "meta", "", "metadata nodes' HTTP addresses, comma-separated: cluster mode (empty: standalone, the whole world here)")
+	fs.StringVar(&o.data, "data", "", "cluster mode: data directory (the incarnation counter; checkpoints later)")
+	fs.StringVar(&o.peer, "peer", "127.0.0.1:0", "cluster mode: TCP address for peer links from other cell servers")
+	fs.IntVar(&o.capacity, "capacity", 5000, "cluster mode: entities this server is sized for")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 3*time.Second, "cluster mode: lease asked for at every renewal (renewed every second)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
-func (o *cellOptions) config(now time.Time) (cellserver.StandaloneConfig, error) {
-	if o.meta != "" {
-		return cellserver.StandaloneConfig{}, errors.New("--meta: cluster mode needs the metadata service, which is not built yet; omit --meta to run standalone")
+func (o *cellOptions) worldConfig() cellserver.Config {
+	w := cellserver.DefaultConfig()
+	w.WorldMin = [2]float64{0, 0}
+	w.WorldMax = [2]float64{o.world, o.world}
+	w.AOIEnterRadius, w.AOILeaveRadius = o.aoiEnter, o.aoiLeave
+	w.MaxSpeed = o.maxSpeed
+	w.MaxViewSlots = o.viewSlots
+	w.MaxClients = o.maxClients
+	return w
+}
+
+// clusterConfig builds a cluster-mode configuration; the world's size comes from the map.
+func (o *cellOptions) clusterConfig(inc uint64) (cellserver.ClusterConfig, error) {
+	c := cellserver.DefaultClusterConfig(raftmeta.ServerID(o.id), inc)
+	c.Member.World = o.worldConfig()
+	c.Meta = splitAddrs(o.meta)
+	c.PeerListen = o.peer
+	c.Edge.Listen = o.listen
+	c.Edge.MaxSessions = o.maxClients
+	c.Capacity = o.capacity
+	c.LeaseTTL = o.leaseTTL
+	c.Seed = o.seed
+	return c, c.Validate()
+}
+
+// nextIncarnation reads, increments and durably rewrites the data directory's incarnation
+// counter: every start of a server gets a new one, so its entity and transfer ids never
+// repeat those of a previous run.
+func nextIncarnation(dir string) (uint64, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
 	}
+	path := filepath.Join(dir, "incarnation")
+	var inc uint64
+	if b, err := os.ReadFile(path); err == nil {
+		if inc, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	inc++
+	if inc >= 1<<16 {
+		inc = 1 // ids also carry the server id; wrapping after 65535 restarts is safe enough
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Fprintf(f, "%d\n", inc); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return inc, os.Rename(tmp, path)
+}
+
+func (o *cellOptions) config(now time.Time) (cellserver.StandaloneConfig, error) {
 	w := cellserver.DefaultConfig()
 	w.WorldMin = [2]float64{0, 0}
 	w.WorldMax = [2]float64{o.world, o.world}
@@ -74,6 +150,9 @@ func runCell(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.meta != "" {
+		return runClusterCell(ctx, &o, log)
+	}
 	cfg, err := o.config(time.Now())
 	if err != nil {
 		return err
@@ -89,6 +168,34 @@ func runCell(ctx context.Context, args []string) error {
 	}
 	log.Info("cell server up (standalone)", "id", o.id, "kcp", srv.Listener.Addr().String(), "metrics", maddr,
 		"world_m", o.world, "tick_hz", cfg.World.TickHz)
+	err = srv.Run(ctx)
+	log.Info("cell server stopped")
+	return err
+}
+
+func runClusterCell(ctx context.Context, o *cellOptions, log *slog.Logger) error {
+	if o.data == "" {
+		return errors.New("--data is required with --meta")
+	}
+	inc, err := nextIncarnation(o.data)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	cfg, err := o.clusterConfig(inc)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	srv, err := cellserver.NewCluster(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	maddr, err := serveMetrics(ctx, o.metrics, reg, log, route{"/debug/entities", srv.HoldingsHandler()})
+	if err != nil {
+		return err
+	}
+	log.Info("cell server starting (cluster mode)", "id", o.id, "incarnation", inc, "meta", o.meta,
+		"peer", srv.PeerAddr(), "kcp", srv.Listener.Addr().String(), "metrics", maddr)
 	err = srv.Run(ctx)
 	log.Info("cell server stopped")
 	return err

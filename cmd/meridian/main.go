@@ -115,8 +115,14 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveMetrics serves /metrics on addr until ctx ends ("" disables it).
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+// route is an extra handler served beside /metrics.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// serveMetrics serves /metrics (and extra routes) on addr until ctx ends ("" disables it).
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, extra ...route) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
@@ -126,6 +132,9 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for _, r := range extra {
+		mux.Handle(r.pattern, r.handler)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

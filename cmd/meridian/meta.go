@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/meridian-mmo/meridian/partitioner"
 	"github.com/meridian-mmo/meridian/raftmeta"
 )
 
@@ -43,6 +44,16 @@ func runMeta(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ReaperInterval, "reaper-interval", d.ReaperInterval, "how often the leader looks for lapsed leases")
 	fs.Float64Var(&world, "world", d.World.Max[0]-d.World.Min[0], "side of the square world, metres (used once, when the first leader creates the map)")
 	fs.Float64Var(&cfg.MinCellSize, "min-cell-size", d.MinCellSize, "no cell may be narrower, metres (used once, with --world)")
+	pc := partitioner.DefaultConfig()
+	partition := true
+	fs.BoolVar(&partition, "partitioner", true, "run the load-driven partitioner on the leader (false: the map changes only by admin commands)")
+	fs.DurationVar(&cfg.PlanInterval, "plan-interval", d.PlanInterval, "how often the leader's partitioner runs")
+	fs.DurationVar(&cfg.ChangeTimeout, "change-timeout", d.ChangeTimeout, "a migration not complete after this long is aborted")
+	fs.IntVar(&pc.SplitLoad, "split-load", pc.SplitLoad, "partitioner: split any cell with more entities than this")
+	fs.Float64Var(&pc.SplitFraction, "split-fraction", pc.SplitFraction, "partitioner: split a cell holding more than this fraction of a server's fair share")
+	fs.IntVar(&pc.MergeLoad, "merge-load", pc.MergeLoad, "partitioner: merge sibling cells holding fewer entities than this together")
+	fs.Float64Var(&pc.Imbalance, "imbalance", pc.Imbalance, "partitioner: rebalance while the busiest server is this fraction above the mean")
+	fs.IntVar(&pc.MinTransfer, "min-transfer", pc.MinTransfer, "partitioner: do not shift or move for fewer entities than this")
 	fs.StringVar(&metrics, "metrics-addr", "", "separate HTTP address for /metrics (default: served on --http-addr)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,6 +66,19 @@ func runMeta(ctx context.Context, args []string) error {
 	cfg.World = raftmeta.World{Min: [2]float64{0, 0}, Max: [2]float64{world, world}}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w (see meridian meta -h)", err)
+	}
+	if partition {
+		planner, err := partitioner.New(pc)
+		if err != nil {
+			return fmt.Errorf("%w (see meridian meta -h)", err)
+		}
+		cfg.Planner = func(m raftmeta.Map) []raftmeta.Command {
+			ops := planner.Plan(&m)
+			for _, r := range planner.Reasons() {
+				log.Info("partitioner", "op", r)
+			}
+			return ops
+		}
 	}
 	reg := newRegistry()
 	node, err := raftmeta.StartContext(ctx, cfg, log, reg)

@@ -49,27 +49,94 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// Node is one `meridian meta` process.
-type Node struct {
-	ID       int
-	RaftAddr string
-	HTTPAddr string
-	DataDir  string
-	LogPath  string
+// Proc is a child process of the harness: a meridian subcommand whose output goes to a log
+// file, which the harness can SIGKILL and restart.
+type Proc struct {
+	Bin     string
+	LogPath string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
 }
 
+// Start runs the binary with args, appending its output to LogPath.
+func (p *Proc) Start(t testing.TB, args ...string) {
+	t.Helper()
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(p.Bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+}
+
+// Kill sends SIGKILL (no clean shutdown) and waits for the process to exit.
+func (p *Proc) Kill(t testing.TB) { p.signal(t, syscall.SIGKILL) }
+
+// Stop sends SIGTERM (a clean shutdown) and waits for the process to exit.
+func (p *Proc) Stop(t testing.TB) { p.signal(t, syscall.SIGTERM) }
+
+func (p *Proc) signal(t testing.TB, sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Errorf("%s did not exit within 10 s of %v", p.LogPath, sig)
+	}
+}
+
+// Running reports whether the process is up (not stopped by the harness).
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil
+}
+
+// Logs returns the end of the process's log, for failure messages.
+func (p *Proc) Logs() string {
+	b, _ := os.ReadFile(p.LogPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// Node is one `meridian meta` process.
+type Node struct {
+	Proc
+	ID       int
+	RaftAddr string
+	HTTPAddr string
+	DataDir  string
+}
+
 // Cluster is a set of meta nodes.
 type Cluster struct {
 	t     testing.TB
 	bin   string
+	args  []string
 	Nodes []*Node
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a 127.0.0.1 TCP address that was free a moment ago.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,13 +148,17 @@ func freeAddr(t testing.TB) string {
 
 // Start runs n nodes: the first bootstraps, the others join it; it returns once every node
 // reports the same leader and n voters.
-func Start(t testing.TB, n int) *Cluster {
+func Start(t testing.TB, n int) *Cluster { return StartArgs(t, n) }
+
+// StartArgs is Start with extra flags for every node (e.g. --world 512).
+func StartArgs(t testing.TB, n int, args ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, bin: Binary(t)}
+	c := &Cluster{t: t, bin: Binary(t), args: args}
 	root := t.TempDir()
 	for i := 1; i <= n; i++ {
-		nd := &Node{ID: i, RaftAddr: freeAddr(t), HTTPAddr: freeAddr(t),
-			DataDir: filepath.Join(root, fmt.Sprintf("node%d", i)), LogPath: filepath.Join(root, fmt.Sprintf("node%d.log", i))}
+		nd := &Node{ID: i, RaftAddr: FreeAddr(t), HTTPAddr: FreeAddr(t),
+			DataDir: filepath.Join(root, fmt.Sprintf("node%d", i)),
+			Proc:    Proc{Bin: c.bin, LogPath: filepath.Join(root, fmt.Sprintf("node%d.log", i))}}
 		c.Nodes = append(c.Nodes, nd)
 		extra := []string{"--bootstrap"}
 		if i > 1 {
@@ -103,42 +174,24 @@ func Start(t testing.TB, n int) *Cluster {
 	return c
 }
 
+// HTTPAddrs lists every node's HTTP address.
+func (c *Cluster) HTTPAddrs() []string {
+	var a []string
+	for _, nd := range c.Nodes {
+		a = append(a, nd.HTTPAddr)
+	}
+	return a
+}
+
 func (c *Cluster) start(nd *Node, extra ...string) {
 	c.t.Helper()
 	args := append([]string{"meta", "--id", strconv.Itoa(nd.ID), "--raft-addr", nd.RaftAddr,
-		"--http-addr", nd.HTTPAddr, "--data", nd.DataDir, "--log-level", "debug"}, extra...)
-	logf, err := os.OpenFile(nd.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	cmd := exec.Command(c.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	nd.mu.Lock()
-	nd.cmd, nd.exited = cmd, exited
-	nd.mu.Unlock()
+		"--http-addr", nd.HTTPAddr, "--data", nd.DataDir, "--log-level", "debug"}, c.args...)
+	nd.Start(c.t, append(args, extra...)...)
 }
 
-// Kill sends SIGKILL to a node (no clean shutdown) and waits until its ports are free.
-func (c *Cluster) Kill(nd *Node) {
-	nd.mu.Lock()
-	cmd, exited := nd.cmd, nd.exited
-	nd.cmd = nil
-	nd.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		c.t.Errorf("node %d did not exit after SIGKILL", nd.ID)
-	}
-}
+// Kill sends SIGKILL to a node (no clean shutdown) and waits until it has exited.
+func (c *Cluster) Kill(nd *Node) { nd.Proc.Kill(c.t) }
 
 // KillAll SIGKILLs every node.
 func (c *Cluster) KillAll() {
@@ -150,15 +203,6 @@ func (c *Cluster) KillAll() {
 // Restart starts a killed node again from its data directory, with neither --bootstrap nor
 // --join: a restarted node rejoins from its state.
 func (c *Cluster) Restart(nd *Node) { c.start(nd) }
-
-// Logs returns a node's log, for failure messages.
-func (nd *Node) Logs() string {
-	b, _ := os.ReadFile(nd.LogPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
 
 var httpc = &http.Client{Timeout: 2 * time.Second}
 
@@ -202,13 +246,6 @@ func (nd *Node) Status() (raftmeta.Status, error) {
 	defer cancel()
 	_, err := nd.Do(ctx, http.MethodGet, "/v1/status", nil, &s)
 	return s, err
-}
-
-// Running reports whether the node's process is up (not killed by the harness).
-func (nd *Node) Running() bool {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	return nd.cmd != nil
 }
 
 // WaitLeader waits until every running node names the same leader and returns it.
