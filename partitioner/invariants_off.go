@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package partitioner
+
+const invariantsEnabled = false
