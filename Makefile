@@ -4,7 +4,7 @@ BIN       := bin/meridian
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build test bench fuzz demo lint clean measure-failover
+.PHONY: build test bench fuzz demo lint clean measure-failover measure-partitioner sim-long
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meridian
@@ -44,3 +44,11 @@ clean:
 # (docs/performance.md). The same test runs once in `make test`.
 measure-failover:
 	$(GO) test -count=1 -v -run TestLeaderKillFailover ./sim-tests/metacluster -args -failover-kills=10 | grep -E 'kill_test|ok|FAIL'
+
+# The load-balance measurement of docs/performance.md (deterministic cluster simulation).
+measure-partitioner:
+	$(GO) test -count=1 -run TestMeasureLoadBalance -v -timeout 30m ./sim-tests/cluster -args -sim.measure
+
+# The deterministic cluster simulation over many seeds, longer runs.
+sim-long:
+	$(GO) test -count=1 -run 'TestSim' -v -timeout 60m ./sim-tests/cluster -args -sim.long

@@ -50,7 +50,8 @@ func TestMeasureLoadBalance(t *testing.T) {
 	}
 	dyn, sta := run(false), run(true)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d bots, 3 servers, 1024 m world; crowd gathers at (154,154) for %d s, walks to (870,870) over %d s\n", *measureBots, form/20, walk/20)
+	fmt.Fprintf(&b, "%d bots, 3 servers, 1024 m world; a crowd of radius %.0f m gathers around (205,205) for %d s, walks to (819,819) over %d s\n",
+		*measureBots, 1024*CrowdRadius, form/20, walk/20)
 	for _, r := range []struct {
 		name string
 		rep  *Report

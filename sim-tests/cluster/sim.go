@@ -74,19 +74,36 @@ func DefaultOptions(seed uint64) Options {
 // Scenario gives each bot's target point at a tick (metres), or ok=false to wander.
 type Scenario func(bot int, tick int, world float64, rng *rand.Rand) (target [2]float64, ok bool)
 
-// Hotspot: everyone walks to a point a fifth of the way in from the low corner.
-func Hotspot(_ int, _ int, world float64, _ *rand.Rand) ([2]float64, bool) {
-	return [2]float64{world * 0.2, world * 0.2}, true
+// CrowdRadius is the radius (as a fraction of the world's side) of the disc a crowd fills:
+// every bot has its own spot in it (a fixed low-discrepancy point per bot), as players around
+// a world boss spread out rather than stack on one point.
+const CrowdRadius = 0.08
+
+// spot is bot i's offset inside a crowd of radius r: a golden-ratio sequence, even and
+// deterministic, drawing nothing from the run's generator.
+func spot(i int, r float64) (float64, float64) {
+	u := math.Mod(float64(i)*0.6180339887498949+0.5, 1)
+	v := math.Mod(float64(i)*0.7548776662466927+0.5, 1)
+	d, a := r*math.Sqrt(u), 2*math.Pi*v
+	return d * math.Cos(a), d * math.Sin(a)
+}
+
+// Hotspot: everyone walks to their spot around a point a fifth of the way in from the low
+// corner.
+func Hotspot(bot int, _ int, world float64, _ *rand.Rand) ([2]float64, bool) {
+	dx, dz := spot(bot, world*CrowdRadius)
+	return [2]float64{world*0.2 + dx, world*0.2 + dz}, true
 }
 
 // Migration: the crowd forms in one corner during the first formTicks, then walks to the
 // opposite corner over walkTicks.
 func Migration(formTicks, walkTicks int) Scenario {
-	return func(_ int, tick int, world float64, _ *rand.Rand) ([2]float64, bool) {
-		a, b := world*0.15, world*0.85
+	return func(bot int, tick int, world float64, _ *rand.Rand) ([2]float64, bool) {
+		a, b := world*0.2, world*0.8
 		f := min(max(float64(tick-formTicks)/float64(walkTicks), 0), 1)
 		p := a + (b-a)*f
-		return [2]float64{p, p}, true
+		dx, dz := spot(bot, world*CrowdRadius)
+		return [2]float64{p + dx, p + dz}, true
 	}
 }
 
@@ -532,7 +549,7 @@ func (s *Sim) botInputs(sv *server, in *cellserver.MemberInput) {
 		var mx, mz int8
 		x, z := wire.DequantisePos(st.X), wire.DequantisePos(st.Z)
 		dx, dz := target[0]-x, target[1]-z
-		if d := math.Hypot(dx, dz); aim && d > 15 {
+		if d := math.Hypot(dx, dz); aim && d > 3 {
 			mx, mz = int8(math.Round(dx/d*127)), int8(math.Round(dz/d*127))
 		} else {
 			a := s.rng.Float64() * 2 * math.Pi
@@ -655,7 +672,7 @@ func (s *Sim) check() error {
 			}
 			st, ok := s.entityState(bt.entity)
 			target, aim := s.o.Scenario(i, s.tick, s.o.World, s.rng)
-			if ok && aim && math.Hypot(wire.DequantisePos(st.X)-target[0], wire.DequantisePos(st.Z)-target[1]) < 60 {
+			if ok && aim && math.Hypot(wire.DequantisePos(st.X)-target[0], wire.DequantisePos(st.Z)-target[1]) < 10 {
 				near++
 			}
 		}
