@@ -24,7 +24,7 @@ type Config struct {
 	// of the share, the mean number of entities per live, non-draining server: a cell with more
 	// than SplitFraction × share entities is split, so that every server's load is made of
 	// pieces small enough to balance with. The effective threshold is
-	// min(SplitLoad, max(SplitFraction × share, 2 × MergeLoad)). Default 0.5.
+	// min(SplitLoad, max(SplitFraction × share, 2 × MergeLoad, 2 × MinTransfer)). Default 0.5.
 	SplitFraction float64
 	// MergeLoad (entities, ≥ 0; 0 disables merging; 2 × MergeLoad ≤ SplitLoad) is the low-water
 	// mark: two sibling cells (the two leaves of one tree node) holding fewer entities than this

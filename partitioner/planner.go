@@ -87,9 +87,10 @@ func (p *Planner) Plan(m *raftmeta.Map) []raftmeta.Command {
 }
 
 // observe updates the cell memory from m: a cell whose epoch changed since the last round
-// (other than by an operation this planner proposed, whose cooldown already runs) starts its
-// cooldown now; a cell seen for the first time starts it now too, unless it is the high half
-// of a split this planner proposed, or this is the first map the planner sees.
+// (other than by an operation this planner proposed, whose cooldown already runs) is taken to
+// have changed just before this round, as is a cell seen for the first time, unless it is the
+// high half of a split this planner proposed (which inherits the split's round) or this is the
+// first map the planner sees (nothing is cooling then).
 func (p *Planner) observe(m *raftmeta.Map) {
 	present := make(map[raftmeta.CellID]bool, len(m.Cells))
 	leafNode := map[raftmeta.NodeID]bool{}
@@ -116,7 +117,7 @@ func (p *Planner) observe(m *raftmeta.Map) {
 		mem, ok := p.cells[c.ID]
 		switch {
 		case !ok:
-			changed := p.round
+			changed := p.round - 1
 			if !p.seen {
 				changed = never
 			} else if r, ok := p.splits[parent[c.Node]]; ok {
@@ -125,7 +126,7 @@ func (p *Planner) observe(m *raftmeta.Map) {
 			p.cells[c.ID] = &cellMem{epoch: c.Epoch, changed: changed}
 		case mem.epoch != c.Epoch:
 			if !mem.emitted {
-				mem.changed = p.round
+				mem.changed = p.round - 1
 			}
 			mem.epoch, mem.emitted = c.Epoch, false
 		}
@@ -155,7 +156,9 @@ func (p *Planner) observe(m *raftmeta.Map) {
 	}
 }
 
-// cooling reports whether c changed within the last rounds rounds.
+// cooling reports whether c changed (or had an operation proposed) within the last rounds
+// rounds: a change between rounds r−1 and r, or a proposal in round r−1, holds the cell back
+// in rounds r … r−1+rounds.
 func (p *Planner) cooling(id raftmeta.CellID, rounds int) bool {
 	mem, ok := p.cells[id]
 	return ok && p.round-mem.changed <= rounds

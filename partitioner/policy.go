@@ -92,19 +92,25 @@ func ratio(u, mean float64) string {
 // ---- 2. splits ----
 
 // splitThreshold is the load above which a cell is split: min(SplitLoad, max(SplitFraction ×
-// share, 2 × MergeLoad)); the floor keeps both halves of any split out of merge range.
+// share, 2 × MergeLoad, 2 × MinTransfer)). The floor keeps the halves of any split out of
+// merge range (together they hold more than 2 × MergeLoad) and each worth a migration.
 func (r *roundState) splitThreshold() (float64, string) {
 	cfg := r.p.cfg
 	abs := float64(cfg.SplitLoad)
-	rel := cfg.SplitFraction * r.v.share()
-	floor := 2 * float64(cfg.MergeLoad)
+	share := r.v.share()
+	rel := cfg.SplitFraction * share
+	floor := 2 * float64(max(cfg.MergeLoad, cfg.MinTransfer))
+	floorWhy := fmt.Sprintf("%.4g = 2 × merge load", floor)
+	if cfg.MinTransfer > cfg.MergeLoad {
+		floorWhy = fmt.Sprintf("%.4g = 2 × min transfer", floor)
+	}
 	switch {
-	case r.v.nTargets == 0:
-		// No measured server: the share is not known; only the absolute threshold applies.
-	case cfg.SplitFraction > 0 && rel < abs && rel >= floor:
-		return rel, fmt.Sprintf("%.4g = split fraction %g × share %.4g", rel, cfg.SplitFraction, r.v.share())
-	case cfg.SplitFraction > 0 && floor < abs && rel < floor:
-		return floor, fmt.Sprintf("%.4g = 2 × merge load", floor)
+	case cfg.SplitFraction <= 0 || share <= 0 || abs <= floor:
+	case rel >= abs:
+	case rel >= floor:
+		return rel, fmt.Sprintf("%.4g = split fraction %g × share %.4g", rel, cfg.SplitFraction, share)
+	default:
+		return floor, floorWhy
 	}
 	return abs, fmt.Sprintf("split load %d", cfg.SplitLoad)
 }
@@ -286,7 +292,6 @@ type shiftCand struct {
 	to           *serverView
 	at           float64
 	moved        float64
-	want         float64
 }
 
 // shiftFrom proposes the boundary shift that moves the most entities from server h to the
@@ -361,7 +366,7 @@ func (r *roundState) shiftFrom(h *serverView, mean float64, diffuse bool) bool {
 			continue
 		}
 		if best == nil || moved > best.moved {
-			best = &shiftCand{pair: pr, heavy: hc, light: lc, to: l, at: at, moved: moved, want: want}
+			best = &shiftCand{pair: pr, heavy: hc, light: lc, to: l, at: at, moved: moved}
 		}
 	}
 	if best == nil {

@@ -2,8 +2,8 @@ package partitioner
 
 import (
 	"fmt"
-	"reflect"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 

@@ -24,6 +24,12 @@ type view struct {
 	total    float64
 	capSum   float64
 	nTargets int
+	// shareTotal is how many entities the world holds as far as the reports tell: the larger of
+	// the known cell loads' sum and the servers' own totals (Load.Entities, of the servers
+	// that own cells), which stay meaningful while a changed cell awaits its first report.
+	// allTargets counts every live, non-draining server.
+	shareTotal float64
+	allTargets int
 }
 
 type cellView struct {
@@ -62,12 +68,12 @@ func (v *view) mean() float64 {
 	return v.total / v.capSum
 }
 
-// share is the mean number of entities per target server.
+// share is the mean number of entities per live, non-draining server.
 func (v *view) share() float64 {
-	if v.nTargets == 0 {
+	if v.allTargets == 0 {
 		return 0
 	}
-	return v.total / float64(v.nTargets)
+	return v.shareTotal / float64(v.allTargets)
 }
 
 func newView(m *raftmeta.Map) *view {
@@ -144,11 +150,26 @@ func newView(m *raftmeta.Map) *view {
 			v.nTargets++
 		}
 	}
+	var known, reported float64
+	owning := map[raftmeta.ServerID]bool{}
 	for _, c := range v.cells {
 		if s, ok := v.byS[c.Owner]; c.known && ok && !s.target {
 			v.total += c.load
 		}
+		if c.known {
+			known += c.load
+		}
+		owning[c.Owner] = true
 	}
+	for _, s := range v.servers {
+		if owning[s.ID] && s.Load.Entities > 0 {
+			reported += float64(s.Load.Entities)
+		}
+		if s.target {
+			v.allTargets++
+		}
+	}
+	v.shareTotal = max(known, reported)
 
 	var walk func(n *raftmeta.TreeNode)
 	walk = func(n *raftmeta.TreeNode) {
