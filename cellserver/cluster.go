@@ -127,7 +127,7 @@ type clusterMetrics struct {
 	fenceEvents prometheus.Counter
 	handoffs    *prometheus.CounterVec // direction
 	migrated    *prometheus.CounterVec // direction
-	frozen      prometheus.Histogram
+	frozen      *prometheus.HistogramVec // kind
 	unroutable  prometheus.Counter
 	mapVersion  prometheus.Gauge
 	heartbeats  *prometheus.CounterVec // result
@@ -145,9 +145,9 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 			Name: "meridian_handoffs_total", Help: "Entity handoffs, by direction (out, in, rejected, retried)."}, []string{"direction"})),
 		migrated: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_migrated_entities_total", Help: "Entities moved by cell migrations, by direction (out, in)."}, []string{"direction"})),
-		frozen: promutil.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "meridian_transfer_frozen_ticks", Help: "Ticks an entity was not simulated while moving between servers.",
-			Buckets: []float64{0, 1, 2, 3, 5, 10, 20}})),
+		frozen: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meridian_transfer_frozen_ticks", Help: "Ticks an entity was not simulated while moving between servers, by kind (handoff, migration).",
+			Buckets: []float64{0, 1, 2, 3, 5, 10, 20}}, []string{"kind"})),
 		unroutable: promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_peer_unroutable_total", Help: "Peer inputs/leaves for entities no one here knows (dropped)."})),
 		mapVersion: promutil.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
@@ -177,6 +177,17 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 	}
 	if c.peers, err = listenPeers(ctx, cfg.PeerListen, cfg.Member.Server, cfg.Member.Incarnation, reg, log); err != nil {
 		return nil, err
+	}
+	// A migration's entities are staged by the next tick; proposing Staged as soon as they
+	// arrive lets the change commit before that tick, so they are simulated there without a
+	// frozen tick. (Member.Step stages a tick's migrations before it applies a newer map.)
+	c.peers.early = func(from raftmeta.ServerID, msg wire.PeerMessage) {
+		if mg, ok := msg.(*wire.MigrateMsg); ok {
+			select {
+			case c.staged <- raftmeta.Staged{Change: raftmeta.ChangeID(mg.Change), Transfer: int(mg.Transfer), Server: cfg.Member.Server}:
+			default:
+			}
+		}
 	}
 	if c.Listener, err = gateway.Listen(cfg.Edge, c, reg, log); err != nil {
 		c.peers.close()
@@ -249,6 +260,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("cellserver: first map: %w", err)
 	}
 	c.latest.Store(mp)
+	c.peers.setAddrs(mp.Servers)
 	if mp.World.Epoch == 0 {
 		return errors.New("cellserver: the map has no world epoch")
 	}
@@ -491,9 +503,12 @@ func (c *Cluster) countStats() {
 	add(c.cm.handoffs, "retried", s.HandoffRetries, p.HandoffRetries)
 	add(c.cm.migrated, "out", s.MigratedOut, p.MigratedOut)
 	add(c.cm.migrated, "in", s.MigratedIn, p.MigratedIn)
-	for k := range s.Frozen {
-		for range s.Frozen[k] - p.Frozen[k] {
-			c.cm.frozen.Observe(float64(k))
+	for k := range s.FrozenHandoff {
+		for range s.FrozenHandoff[k] - p.FrozenHandoff[k] {
+			c.cm.frozen.WithLabelValues("handoff").Observe(float64(k))
+		}
+		for range s.FrozenMigration[k] - p.FrozenMigration[k] {
+			c.cm.frozen.WithLabelValues("migration").Observe(float64(k))
 		}
 	}
 	if s.Unroutable > p.Unroutable {

@@ -261,10 +261,11 @@ type MemberOutput struct {
 type MemberStats struct {
 	HandoffsOut, HandoffsIn, HandoffsRejected, HandoffRetries int
 	MigratedOut, MigratedIn, MigrationsAborted                int
-	// Frozen counts entities by how many ticks they were not simulated while moving between
-	// servers (handoff or migration): index k < len-1 is exactly k ticks, the last is more.
-	Frozen    [8]int
-	FrozenMax int
+	// FrozenHandoff and FrozenMigration count entities by how many ticks they were not
+	// simulated while moving between servers (index k < len-1: exactly k ticks; the last: more),
+	// by handoff and by migration (an aborted migration's entities count too).
+	FrozenHandoff, FrozenMigration [8]int
+	FrozenMax                      int
 	// Forwarded: inputs/leaves passed on to where an entity went; Held: delivered after its
 	// transfer resolved; Unroutable: messages for entities no one here knows (dropped).
 	Forwarded, Held, Unroutable int
@@ -376,6 +377,14 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 	o.Welcomes, o.Refused, o.Frames, o.Lost = o.Welcomes[:0], o.Refused[:0], o.Frames[:0], o.Lost[:0]
 	o.World = nil
 
+	// Migrations first: a change that committed since the last tick commits on what this
+	// server staged, including what arrived just now (the driver may have proposed Staged as
+	// soon as the message arrived, so the map may already show the commit).
+	for i := range in.Peer {
+		if mg, ok := in.Peer[i].Msg.(*wire.MigrateMsg); ok && !m.dead {
+			m.onMigrate(in.Peer[i].From, *mg, t)
+		}
+	}
 	if in.Map != nil && (m.mapv == nil || in.Map.Version >= m.mapv.Version) {
 		m.applyMap(in.Map, t)
 	}
@@ -589,7 +598,7 @@ func (m *Member) resolve(mp *raftmeta.Map, t wire.Tick) {
 		}
 		m.stats.MigrationsAborted++
 		for _, r := range mg.msg.Entities {
-			m.importRecord(r, t, false, mg.msg.Tick)
+			m.importRecord(r, t, false, mg.msg.Tick, &m.stats.FrozenMigration)
 			m.release(r.ID, t)
 		}
 	}
@@ -602,7 +611,7 @@ func (m *Member) resolve(mp *raftmeta.Map, t wire.Tick) {
 		delete(m.staged, k)
 		if ok {
 			for _, r := range st.msg.Entities {
-				m.importRecord(r, t, true, st.msg.Tick)
+				m.importRecord(r, t, true, st.msg.Tick, &m.stats.FrozenMigration)
 				m.stats.MigratedIn++
 			}
 		}
@@ -667,8 +676,8 @@ func (m *Member) forget(es []Exported) {
 }
 
 // importRecord brings an entity into the World. bump raises its authority epoch (it changed
-// server); last is the last tick it was simulated, for the frozen-ticks statistics.
-func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last wire.Tick) error {
+// server); last is the last tick it was simulated, counted in frozen (a Stats histogram).
+func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last wire.Tick, frozen *[8]int) error {
 	home := SessionKey{Home: raftmeta.ServerID(r.Home), Client: ClientID(r.Client)}
 	var wc ClientID
 	if home.Home != 0 {
@@ -709,7 +718,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 	delete(m.forward, r.ID)
 	if t > last {
 		f := int(t - last - 1)
-		m.stats.Frozen[min(f, len(m.stats.Frozen)-1)]++
+		frozen[min(f, len(frozen)-1)]++
 		m.stats.FrozenMax = max(m.stats.FrozenMax, f)
 	}
 	return nil
@@ -823,7 +832,7 @@ func (m *Member) takeBack(id uint64, t wire.Tick) {
 	h := m.handoffs[id]
 	delete(m.handoffs, id)
 	delete(m.inFlight, h.msg.Entity.ID)
-	m.importRecord(h.msg.Entity, t, false, h.msg.Tick)
+	m.importRecord(h.msg.Entity, t, false, h.msg.Tick, &m.stats.FrozenHandoff)
 	m.backoff[h.msg.Entity.ID] = t + wire.Tick(m.cfg.RejectBackoffTicks)
 	m.release(h.msg.Entity.ID, t)
 }
@@ -865,7 +874,7 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 	case *wire.HandoffAckMsg:
 		m.onHandoffAck(p.From, *msg, t)
 	case *wire.MigrateMsg:
-		m.onMigrate(p.From, *msg, t)
+		// Handled before the map (Step).
 	case *wire.InputMsg:
 		m.routeInput(*msg, t)
 	case *wire.AckMsg:
@@ -889,7 +898,7 @@ func (m *Member) onHandoff(from raftmeta.ServerID, msg wire.HandoffMsg, t wire.T
 		if c == nil || c.Owner != m.self {
 			break
 		}
-		err := m.importRecord(msg.Entity, t, true, msg.Tick)
+		err := m.importRecord(msg.Entity, t, true, msg.Tick, &m.stats.FrozenHandoff)
 		switch {
 		case err == nil:
 			res = wire.HandoffAccepted

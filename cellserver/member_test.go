@@ -149,8 +149,8 @@ func TestHandoffAcrossBorder(t *testing.T) {
 	if st, _ := p.m[2].World().Entity(e); st.VZ <= 0 {
 		t.Fatalf("the forwarded input was not applied: %+v", st)
 	}
-	if s := p.m[1].Stats(); s.Frozen[0]+s.Frozen[1] != 0 || p.m[2].Stats().Frozen[0] != 1 {
-		t.Fatalf("frozen ticks: %+v", p.m[2].Stats().Frozen)
+	if s := p.m[1].Stats(); s.FrozenHandoff[0]+s.FrozenHandoff[1] != 0 || p.m[2].Stats().FrozenHandoff[0] != 1 {
+		t.Fatalf("frozen ticks: %+v", p.m[2].Stats().FrozenHandoff)
 	}
 	// The home now routes straight to the owner.
 	p.tick = 5
@@ -244,7 +244,7 @@ func TestMigrationCommitAndAbort(t *testing.T) {
 			t.Fatalf("commit=%v: real on 1 %v, on 2 %v, in flight on 1 %v", commit, p.real(1), p.real(2), p.inFlight(1))
 		}
 		if commit {
-			if s := p.m[2].Stats(); s.MigratedIn != 2 || s.Frozen[0] != 2 {
+			if s := p.m[2].Stats(); s.MigratedIn != 2 || s.FrozenMigration[0] != 2 {
 				t.Fatalf("target stats %+v", s)
 			}
 			// The sessions' inputs now go to server 2 via the forward table, then straight.

@@ -40,6 +40,10 @@ type peerNet struct {
 	conns map[net.Conn]struct{}
 	done  bool
 
+	// early, if set, sees every message as it arrives, on the reader's goroutine, before the
+	// next tick takes it from the inbox.
+	early func(from raftmeta.ServerID, msg wire.PeerMessage)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -157,6 +161,9 @@ func (p *peerNet) read(c net.Conn) {
 			return
 		}
 		p.met.recv.Inc()
+		if p.early != nil {
+			p.early(from, msg)
+		}
 		p.mu.Lock()
 		p.inbox = append(p.inbox, PeerIn{From: from, Msg: msg})
 		p.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 
 func addBotFlags(fs *flag.FlagSet, cfg *bots.Config) {
 	fs.IntVar(&cfg.N, "n", cfg.N, "number of bots")
-	fs.StringVar(&cfg.Behavior, "behavior", cfg.Behavior, "wander or hotspot")
+	fs.StringVar(&cfg.Behavior, "behavior", cfg.Behavior, "wander, hotspot (a crowd within 20 m of the centre) or hotspot:R (within R metres)")
 	fs.Uint64Var(&cfg.Seed, "bot-seed", cfg.Seed, "seed of the bots' behaviours")
 	fs.IntVar(&cfg.InputHz, "input-hz", cfg.InputHz, "how often each bot decides its intent")
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -24,12 +26,24 @@ func ParseBehavior(name string) (Factory, error) {
 	case "wander":
 		return func(world [2][2]float64) Behavior { return &Wander{World: world} }, nil
 	case "hotspot":
-		return func(world [2][2]float64) Behavior {
-			c := [2]float64{(world[0][0] + world[1][0]) / 2, (world[0][1] + world[1][1]) / 2}
-			return &Hotspot{Target: c, Radius: 20}
-		}, nil
+		return hotspotAround(20), nil
 	}
-	return nil, fmt.Errorf("bots: unknown behavior %q (want wander or hotspot)", name)
+	if r, ok := strings.CutPrefix(name, "hotspot:"); ok {
+		radius, err := strconv.ParseFloat(r, 64)
+		if err != nil || !(radius > 0 && radius < 1e6) {
+			return nil, fmt.Errorf("bots: behavior %q: the radius after hotspot: must be a positive number of metres", name)
+		}
+		return hotspotAround(radius), nil
+	}
+	return nil, fmt.Errorf("bots: unknown behavior %q (want wander, hotspot or hotspot:RADIUS)", name)
+}
+
+// hotspotAround makes bots that gather within radius metres of the world's centre.
+func hotspotAround(radius float64) Factory {
+	return func(world [2][2]float64) Behavior {
+		c := [2]float64{(world[0][0] + world[1][0]) / 2, (world[0][1] + world[1][1]) / 2}
+		return &Hotspot{Target: c, Radius: radius}
+	}
 }
 
 // Wander walks in a random direction at a random speed for 1–5 s, then picks another; near
@@ -64,34 +78,44 @@ func (w *Wander) Next(self wire.EntityState, ok bool, rng *rand.Rand) (int8, int
 	return intent(w.dx, w.dz, 0.4+0.6*rng.Float64())
 }
 
-// Hotspot walks straight to Target, then mills around within Radius of it: the crowd that
-// gathers for a world boss.
+// Hotspot gathers a crowd for a world boss: each bot picks its own spot, uniformly in the disc
+// of Radius around Target, walks straight there, then mills about it (within a few metres).
 type Hotspot struct {
 	Target [2]float64
 	Radius float64
+	spot   [2]float64
+	picked bool
 	left   int
 }
+
+// millRadius is how far a bot strays from its spot before walking back.
+const millRadius = 4.0
 
 // Next implements Behavior.
 func (h *Hotspot) Next(self wire.EntityState, ok bool, rng *rand.Rand) (int8, int8, uint16, bool) {
 	if !ok {
 		return 0, 0, 0, false
 	}
+	if !h.picked {
+		d, a := h.Radius*math.Sqrt(rng.Float64()), rng.Float64()*2*math.Pi
+		h.spot = [2]float64{h.Target[0] + d*math.Cos(a), h.Target[1] + d*math.Sin(a)}
+		h.picked = true
+	}
 	if h.left > 0 {
 		h.left--
 		return 0, 0, 0, false
 	}
 	x, z := wire.DequantisePos(self.X), wire.DequantisePos(self.Z)
-	dx, dz := h.Target[0]-x, h.Target[1]-z
+	dx, dz := h.spot[0]-x, h.spot[1]-z
 	d := math.Hypot(dx, dz)
-	if d > h.Radius {
+	if d > millRadius {
 		h.left = 10 // re-aim every half second
 		nx, nz := normalise(dx, dz)
-		return intent(nx, nz, 1)
+		return intent(nx, nz, min(1, 0.3+d/20))
 	}
 	a := rng.Float64() * 2 * math.Pi
 	h.left = 10 + rng.IntN(30)
-	return intent(math.Cos(a), math.Sin(a), 0.2+0.3*rng.Float64())
+	return intent(math.Cos(a), math.Sin(a), 0.1+0.2*rng.Float64())
 }
 
 func normalise(x, z float64) (float64, float64) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -59,6 +60,40 @@ func (c *cell) holdings(ctx context.Context) (cellserver.Holdings, error) {
 		return h, fmt.Errorf("cell %d: /debug/entities: %s", c.id, resp.Status)
 	}
 	return h, json.NewDecoder(resp.Body).Decode(&h)
+}
+
+// frozenTicks reads a cell server's meridian_transfer_frozen_ticks histogram for one kind:
+// the counts of entities frozen 0 ticks, at most 1 tick, and in all.
+func frozenTicks(ctx context.Context, addr, kind string) (le0, le1, count float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !strings.Contains(name, `kind="`+kind+`"`) {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		switch {
+		case strings.HasPrefix(name, "meridian_transfer_frozen_ticks_bucket") && strings.Contains(name, `le="0"`):
+			le0 = v
+		case strings.HasPrefix(name, "meridian_transfer_frozen_ticks_bucket") && strings.Contains(name, `le="1"`):
+			le1 = v
+		case strings.HasPrefix(name, "meridian_transfer_frozen_ticks_count"):
+			count = v
+		}
+	}
+	return le0, le1, count, nil
 }
 
 // waitFor polls cond every 200 ms until it holds or within passes (then it fails with why).
@@ -116,7 +151,7 @@ func TestHotspotSplitAndServerKill(t *testing.T) {
 	var runners []*bots.Runner
 	for _, s := range mp.Servers {
 		cfg := bots.DefaultConfig(s.ClientAddr, 50)
-		cfg.Behavior = "hotspot"
+		cfg.Behavior = "hotspot:120" // a crowd 240 m across in the 512 m world
 		cfg.Seed = uint64(s.ID)
 		r, err := bots.Connect(ctx, cfg)
 		if err != nil {
@@ -146,7 +181,27 @@ func TestHotspotSplitAndServerKill(t *testing.T) {
 	})
 	t.Logf("split: %d cells, map version %d", len(mp.Cells), mp.Version)
 
+	// The migration pause so far: ticks the moving entities were not simulated.
+	for _, kind := range []string{"migration", "handoff"} {
+		var le0, le1, n float64
+		for _, c := range cells {
+			b0, b1, cnt, err := frozenTicks(ctx, c.metrics, kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			le0, le1, n = le0+b0, le1+b1, n+cnt
+		}
+		t.Logf("%s: %.0f entities moved; frozen 0 ticks: %.0f, ≤ 1 tick: %.0f", kind, n, le0, le1)
+		if kind == "migration" && n == 0 {
+			t.Fatal("the split and spread migrated no entity between servers")
+		}
+	}
+
 	// SIGKILL the server with the most entities.
+	mp, err := meta.Map(ctx, raftmeta.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var victim *cell
 	most := -1
 	for _, s := range mp.Servers {
@@ -233,6 +288,17 @@ func TestHotspotSplitAndServerKill(t *testing.T) {
 		return true, ""
 	})
 	if connected == 0 || connected > 100 {
+		why := map[string]int{}
+		var all []*client.Client
+		for _, r := range runners {
+			all = append(all, r.Clients()...)
+		}
+		for _, c := range all {
+			if err := c.Err(); err != nil {
+				why[err.Error()]++
+			}
+		}
+		t.Logf("why bots ended: %v", why)
 		t.Fatalf("%d bots connected at the end: the 50 homed on the killed server (and those whose entity it held) must be gone, the rest not", connected)
 	}
 	t.Logf("after the kill: %d of 150 bots connected, each real on exactly one of the 2 live servers, nothing else held", connected)

@@ -116,8 +116,9 @@ type Report struct {
 	// Map changes applied, by kind; Aborted changes.
 	Splits, Merges, Shifts, Moves, Aborted int
 	Handoffs, Migrated                     int
-	Frozen                                 [8]int // entities by ticks frozen in transit
-	FrozenMax                              int
+	// Entities by ticks frozen in transit (index k: k ticks; the last: more), by kind.
+	FrozenHandoff, FrozenMigration [8]int
+	FrozenMax                      int
 	// EntitiesLost: entities that were on the killed server (expected: restarted empty).
 	EntitiesLost int
 	// Trace is a hash of every server's entities at every tick: same seed, same trace.
@@ -317,8 +318,9 @@ func (s *Sim) Run() (*Report, error) {
 		st := sv.member.Stats()
 		s.rep.Handoffs += st.HandoffsIn
 		s.rep.Migrated += st.MigratedIn
-		for k := range st.Frozen {
-			s.rep.Frozen[k] += st.Frozen[k]
+		for k := range st.FrozenHandoff {
+			s.rep.FrozenHandoff[k] += st.FrozenHandoff[k]
+			s.rep.FrozenMigration[k] += st.FrozenMigration[k]
 		}
 		s.rep.FrozenMax = max(s.rep.FrozenMax, st.FrozenMax)
 	}
@@ -589,6 +591,9 @@ func (s *Sim) handle(sv *server, out *cellserver.MemberOutput) error {
 		for _, b := range s.bots {
 			if b.home == sv && b.client == l {
 				b.gone = true
+				if !s.killed[b.entity] {
+					return fmt.Errorf("server %d dropped bot %d's session as lost, but its entity %d was not on the dead server", sv.id, b.client, b.entity)
+				}
 			}
 		}
 	}

@@ -56,8 +56,8 @@ func TestSimSeeds(t *testing.T) {
 		splits += rep.Splits
 		handoffs += rep.Handoffs
 		migrated += rep.Migrated
-		t.Logf("seed %d: splits %d shifts %d merges %d moves %d aborted %d handoffs %d migrated %d frozen %v max/mean p50 %.2f",
-			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.Frozen,
+		t.Logf("seed %d: splits %d shifts %d merges %d moves %d aborted %d handoffs %d migrated %d frozen %v %v max/mean p50 %.2f",
+			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.FrozenHandoff, rep.FrozenMigration,
 			Quantile(rep.MaxOverMean, 0.5))
 	}
 	if splits == 0 || handoffs == 0 || migrated == 0 {
