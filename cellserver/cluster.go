@@ -125,8 +125,8 @@ func (c ClusterConfig) Validate() error {
 type clusterMetrics struct {
 	fenced      prometheus.Gauge
 	fenceEvents prometheus.Counter
-	handoffs    *prometheus.CounterVec // direction
-	migrated    *prometheus.CounterVec // direction
+	handoffs    *prometheus.CounterVec   // direction
+	migrated    *prometheus.CounterVec   // direction
 	frozen      *prometheus.HistogramVec // kind
 	unroutable  prometheus.Counter
 	mapVersion  prometheus.Gauge
