@@ -963,13 +963,19 @@ func (m *Member) routeInput(msg wire.InputMsg, t wire.Tick) {
 		m.stepIn.Inputs = append(m.stepIn.Inputs, ClientInput{Client: wc, Input: msg.Input})
 		return
 	}
-	if m.moving(msg.Entity) {
-		m.held[msg.Entity] = append(m.held[msg.Entity], heldMsg{input: &msg})
+	m.holdOrForward(msg.Entity, heldMsg{input: &msg}, &msg)
+}
+
+// holdOrForward deals with a message for an entity not in the World: held while the entity
+// is in flight from here, forwarded to where it went, or dropped (and counted).
+func (m *Member) holdOrForward(e wire.EntityID, h heldMsg, msg wire.PeerMessage) {
+	if m.moving(e) {
+		m.held[e] = append(m.held[e], h)
 		return
 	}
-	if f, ok := m.forward[msg.Entity]; ok {
+	if f, ok := m.forward[e]; ok {
 		m.stats.Forwarded++
-		m.send(f.to, &msg)
+		m.send(f.to, msg)
 		return
 	}
 	m.stats.Unroutable++
@@ -995,16 +1001,7 @@ func (m *Member) routeLeave(msg wire.LeaveMsg, t wire.Tick) {
 			return
 		}
 	}
-	if m.moving(msg.Entity) {
-		m.held[msg.Entity] = append(m.held[msg.Entity], heldMsg{leave: &msg})
-		return
-	}
-	if f, ok := m.forward[msg.Entity]; ok {
-		m.stats.Forwarded++
-		m.send(f.to, &msg)
-		return
-	}
-	m.stats.Unroutable++
+	m.holdOrForward(msg.Entity, heldMsg{leave: &msg}, &msg)
 }
 
 // moving reports whether an entity is in flight from here.

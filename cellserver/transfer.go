@@ -89,17 +89,7 @@ func (w *World) Import(e Exported) error {
 	w.st.yaw[r], w.st.kind[r], w.st.action[r] = s.Yaw, s.Kind, s.Action
 	w.grid.insert(&w.st, r)
 	if e.Client != 0 {
-		c := client{id: e.Client, row: r, entity: e.ID, lastSeq: e.LastSeq}
-		if n := len(w.spare); n > 0 {
-			c.log = w.spare[n-1]
-			w.spare = w.spare[:n-1]
-		} else {
-			c.log = newViewLog(w.cfg.HistoryTicks)
-		}
-		i := int32(len(w.clients))
-		w.st.owner[r] = i
-		w.byClient[e.Client] = i
-		w.clients = append(w.clients, c)
+		w.addClient(e.Client, r, e.LastSeq)
 	}
 	return nil
 }

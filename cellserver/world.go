@@ -307,7 +307,21 @@ func (w *World) join(j *Join, t wire.Tick) {
 		return
 	}
 	r := w.spawn(j.Spawn, j.Kind)
-	c := client{id: j.Client, row: r, entity: w.st.ids[r]}
+	w.addClient(j.Client, r, 0)
+	e := w.st.ids[r]
+	w.out.Joined = append(w.out.Joined, Joined{Client: j.Client, Entity: e, Welcome: wire.Welcome{
+		Version:    wire.ProtocolVersion,
+		Entity:     e,
+		ServerTick: t,
+		TickHz:     uint8(w.cfg.TickHz),
+		WorldMin:   [2]int32{w.minX, w.minZ},
+		WorldMax:   [2]int32{w.maxX, w.maxZ},
+	}})
+}
+
+// addClient makes client id control the entity in row r, its inputs numbered after lastSeq.
+func (w *World) addClient(id ClientID, r int32, lastSeq uint32) {
+	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq}
 	if n := len(w.spare); n > 0 {
 		c.log = w.spare[n-1]
 		w.spare = w.spare[:n-1]
@@ -316,16 +330,8 @@ func (w *World) join(j *Join, t wire.Tick) {
 	}
 	i := int32(len(w.clients))
 	w.st.owner[r] = i
-	w.byClient[j.Client] = i
+	w.byClient[id] = i
 	w.clients = append(w.clients, c)
-	w.out.Joined = append(w.out.Joined, Joined{Client: j.Client, Entity: c.entity, Welcome: wire.Welcome{
-		Version:    wire.ProtocolVersion,
-		Entity:     c.entity,
-		ServerTick: t,
-		TickHz:     uint8(w.cfg.TickHz),
-		WorldMin:   [2]int32{w.minX, w.minZ},
-		WorldMax:   [2]int32{w.maxX, w.maxZ},
-	}})
 }
 
 func (w *World) hasClient(id ClientID) bool {
