@@ -122,13 +122,7 @@ func nextIncarnation(dir string) (uint64, error) {
 }
 
 func (o *cellOptions) config(now time.Time) (cellserver.StandaloneConfig, error) {
-	w := cellserver.DefaultConfig()
-	w.WorldMin = [2]float64{0, 0}
-	w.WorldMax = [2]float64{o.world, o.world}
-	w.AOIEnterRadius, w.AOILeaveRadius = o.aoiEnter, o.aoiLeave
-	w.MaxSpeed = o.maxSpeed
-	w.MaxViewSlots = o.viewSlots
-	w.MaxClients = o.maxClients
+	w := o.worldConfig()
 	w.EntityIDBase = wire.EntityID(o.id) << 40
 	if err := w.Validate(); err != nil {
 		return cellserver.StandaloneConfig{}, err
