@@ -37,7 +37,7 @@ type Cluster struct {
 	cfg      ClusterConfig
 	log      *slog.Logger
 	member   *Member
-	Driver   *Driver
+	driver   atomic.Pointer[Driver] // set by Run once the map gives the world epoch
 	Listener *gateway.Listener
 	Metrics  *Metrics
 	meta     *raftmeta.Client
@@ -199,6 +199,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 // Holdings is what a server holds at a tick (for tests and operators: GET /debug/entities).
 type Holdings struct {
 	Tick       wire.Tick       `json:"tick"`
+	WorldTick  wire.Tick       `json:"world_tick"` // the last tick simulated (behind Tick while fenced)
 	MapVersion uint64          `json:"map_version"`
 	Fenced     bool            `json:"fenced"`
 	Real       []wire.EntityID `json:"real"`
@@ -270,9 +271,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("cellserver: the map's world: %w", err)
 	}
 	dcfg := DriverConfig{Epoch: time.Unix(0, mp.World.Epoch), TickHz: c.cfg.Member.World.TickHz, MaxCatchUp: c.cfg.MaxCatchUp}
-	if c.Driver, err = NewDriver(c, dcfg, nil, c.Metrics); err != nil {
+	drv, err := NewDriver(c, dcfg, nil, c.Metrics)
+	if err != nil {
 		return err
 	}
+	c.driver.Store(drv)
 	errc := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -288,7 +291,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.watch(ctx, mp.Version) }()
 	go func() { defer wg.Done(); c.heartbeats(ctx) }()
 	go func() { defer wg.Done(); c.proposeStaged(ctx) }()
-	err = c.Driver.Run(ctx)
+	err = drv.Run(ctx)
 	cancel()
 	if lerr := <-errc; err == nil {
 		err = lerr
@@ -358,7 +361,7 @@ func (c *Cluster) heartbeats(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		w := c.Driver.TakeWindow()
+		w := c.driver.Load().TakeWindow()
 		var l raftmeta.Load
 		if p := c.load.Load(); p != nil {
 			l = *p
@@ -473,7 +476,7 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 	c.countStats()
 	for len(c.holdReq) > 0 {
 		ch := <-c.holdReq
-		h := Holdings{Tick: in.Tick, Fenced: fenced, MapVersion: c.applied}
+		h := Holdings{Tick: in.Tick, WorldTick: c.member.World().Tick(), Fenced: fenced, MapVersion: c.applied}
 		h.Real, h.InFlight = c.member.Holdings()
 		ch <- h
 	}
@@ -525,40 +528,41 @@ func (c *Cluster) Open(id gateway.SessionID, _ []byte) {
 		w.WorldMin[1] + c.rng.Float64()*(w.WorldMax[1]-w.WorldMin[1]),
 	}
 	c.mu.Unlock()
-	if c.Driver == nil {
+	d := c.driver.Load()
+	if d == nil {
 		c.Listener.Disconnect(id, wire.ReasonServerFull, "not ready")
 		return
 	}
-	c.Driver.Join(Join{Client: ClientID(id), Spawn: spawn})
+	d.Join(Join{Client: ClientID(id), Spawn: spawn})
 }
 
 // Input implements gateway.Backend.
 func (c *Cluster) Input(id gateway.SessionID, in wire.Input) {
-	if c.Driver != nil {
-		c.Driver.Input(ClientInput{Client: ClientID(id), Input: in})
+	if d := c.driver.Load(); d != nil {
+		d.Input(ClientInput{Client: ClientID(id), Input: in})
 	}
 }
 
 // Ack implements gateway.Backend.
 func (c *Cluster) Ack(id gateway.SessionID, t wire.Tick) {
-	if c.Driver != nil {
-		c.Driver.Ack(ClientAck{Client: ClientID(id), Tick: t})
+	if d := c.driver.Load(); d != nil {
+		d.Ack(ClientAck{Client: ClientID(id), Tick: t})
 	}
 }
 
 // Close implements gateway.Backend.
 func (c *Cluster) Close(id gateway.SessionID) {
-	if c.Driver != nil {
-		c.Driver.Leave(ClientID(id))
+	if d := c.driver.Load(); d != nil {
+		d.Leave(ClientID(id))
 	}
 }
 
 // Tick implements gateway.Backend.
 func (c *Cluster) Tick() wire.Tick {
-	if c.Driver == nil {
-		return 0
+	if d := c.driver.Load(); d != nil {
+		return d.Tick()
 	}
-	return c.Driver.Tick()
+	return 0
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
