@@ -690,8 +690,9 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 	e := Exported{
 		ID:      r.ID,
 		State:   wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
-		Client:  wc,
-		LastSeq: r.LastSeq,
+		Client:   wc,
+		LastSeq:  r.LastSeq,
+		LastTick: last,
 	}
 	if err := m.world.Import(e); err != nil {
 		m.stats.ImportErrors++

@@ -17,6 +17,9 @@ type Exported struct {
 	State   wire.EntityState
 	Client  ClientID // the World's id of the controlling client; 0: none (an NPC)
 	LastSeq uint32   // the client's last applied input sequence
+	// LastTick is the last tick the entity was simulated (and its client sent a snapshot)
+	// where it comes from; Import sends the client no snapshot for ticks up to it.
+	LastTick wire.Tick
 }
 
 // Export removes the entities ids (as of the next Step) with their clients and appends their
@@ -27,7 +30,7 @@ func (w *World) Export(dst []Exported, ids ...wire.EntityID) []Exported {
 		if !ok {
 			continue
 		}
-		e := Exported{ID: id, State: w.st.state(r)}
+		e := Exported{ID: id, State: w.st.state(r), LastTick: w.tick}
 		if ci := w.st.owner[r]; ci != noRow {
 			c := &w.clients[ci]
 			e.Client, e.LastSeq = c.id, c.lastSeq
@@ -89,7 +92,7 @@ func (w *World) Import(e Exported) error {
 	w.st.yaw[r], w.st.kind[r], w.st.action[r] = s.Yaw, s.Kind, s.Action
 	w.grid.insert(&w.st, r)
 	if e.Client != 0 {
-		w.addClient(e.Client, r, e.LastSeq)
+		w.addClient(e.Client, r, e.LastSeq, e.LastTick)
 	}
 	return nil
 }

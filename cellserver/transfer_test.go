@@ -61,8 +61,30 @@ func TestExportImport(t *testing.T) {
 	if h := headerOf(t, frame); h.BaselineTick != 0 || h.LastInputSeq != 6 {
 		t.Fatalf("first snapshot after import %+v, want a full one acking input 6", h)
 	}
+	if exp[0].LastTick != 2 {
+		t.Fatalf("exported LastTick %d, want 2", exp[0].LastTick)
+	}
+	// A client imported from a server that already sent it ticks 4 and 5 (its clock ran ahead)
+	// gets no snapshot of those ticks here, and an ack of them is not taken as a baseline.
+	late := Exported{ID: 77, State: wire.EntityState{X: 6400, Z: 6400}, Client: 9, LastSeq: 1, LastTick: 5}
+	if err := b.Import(late); err != nil {
+		t.Fatal(err)
+	}
+	for tick := wire.Tick(4); tick <= 6; tick++ {
+		in := &StepInput{Tick: tick}
+		if tick == 6 {
+			in.Acks = []ClientAck{{Client: 9, Tick: 5}}
+		}
+		out := b.Step(in)
+		switch f := snapshotFor(out, 9); {
+		case tick <= 5 && f != nil:
+			t.Fatalf("a snapshot of tick %d for a client whose previous server sent it", tick)
+		case tick == 6 && (f == nil || headerOf(t, f).BaselineTick != 0 || out.Rejected.BadAck != 1):
+			t.Fatalf("tick 6: frame %v, rejections %+v: want a full snapshot and the ack of 5 refused", f != nil, out.Rejected)
+		}
+	}
 	n, _ := b.Entity(npc)
-	if n.X != exp[1].State.X+3 || n.Z != exp[1].State.Z-2 {
+	if n.X != exp[1].State.X+3*4 || n.Z != exp[1].State.Z-2*4 {
 		t.Fatalf("the NPC did not keep moving: %+v from %+v", n, exp[1].State)
 	}
 }

@@ -133,6 +133,9 @@ type client struct {
 	lastSeq  uint32    // last input applied; 0: none
 	ackTick  wire.Tick // newest acknowledged tick still usable; 0: none
 	lastSent wire.Tick // tick of the last snapshot sent
+	// quietUntil: no snapshot for ticks up to this one (an imported client's previous server
+	// sent them).
+	quietUntil wire.Tick
 	log      viewLog   // its view and the views it was sent
 
 	pendOff, pendN int32 // this tick's inputs in World.grouped
@@ -247,6 +250,13 @@ func (w *World) Step(in *StepInput) *StepOutput {
 		c := &w.clients[i]
 		w.updateView(c, t)
 		out.ViewEntities += c.log.n
+		if t <= c.quietUntil {
+			// Its previous server already sent it a snapshot of this tick (ticks overlap
+			// at a handoff when this server's clock runs behind): two frames of one tick,
+			// from two views, would corrupt the client's baselines.
+			c.log.unsend(t)
+			continue
+		}
 		if w.snapshot(c, t) {
 			out.Snapshots = append(out.Snapshots, ClientSnapshot{Client: c.id})
 			w.ends = append(w.ends, len(w.buf))
@@ -307,7 +317,7 @@ func (w *World) join(j *Join, t wire.Tick) {
 		return
 	}
 	r := w.spawn(j.Spawn, j.Kind)
-	w.addClient(j.Client, r, 0)
+	w.addClient(j.Client, r, 0, 0)
 	e := w.st.ids[r]
 	w.out.Joined = append(w.out.Joined, Joined{Client: j.Client, Entity: e, Welcome: wire.Welcome{
 		Version:    wire.ProtocolVersion,
@@ -320,8 +330,8 @@ func (w *World) join(j *Join, t wire.Tick) {
 }
 
 // addClient makes client id control the entity in row r, its inputs numbered after lastSeq.
-func (w *World) addClient(id ClientID, r int32, lastSeq uint32) {
-	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq}
+func (w *World) addClient(id ClientID, r int32, lastSeq uint32, quietUntil wire.Tick) {
+	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq, quietUntil: quietUntil}
 	if n := len(w.spare); n > 0 {
 		c.log = w.spare[n-1]
 		w.spare = w.spare[:n-1]
