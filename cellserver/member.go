@@ -688,8 +688,8 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		}
 	}
 	e := Exported{
-		ID:      r.ID,
-		State:   wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
+		ID:       r.ID,
+		State:    wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
 		Client:   wc,
 		LastSeq:  r.LastSeq,
 		LastTick: last,

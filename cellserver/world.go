@@ -136,7 +136,7 @@ type client struct {
 	// quietUntil: no snapshot for ticks up to this one (an imported client's previous server
 	// sent them).
 	quietUntil wire.Tick
-	log      viewLog   // its view and the views it was sent
+	log        viewLog // its view and the views it was sent
 
 	pendOff, pendN int32 // this tick's inputs in World.grouped
 }

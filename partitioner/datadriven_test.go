@@ -1,26 +1,19 @@
 package partitioner
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/meridian-mmo/meridian/internal/datadriven"
 	"github.com/meridian-mmo/meridian/raftmeta"
 )
 
-// Data-driven scenarios in the style of cockroachdb/pebble's datadriven package (and of
-// raftmeta/datadriven_test.go): every testdata/*.txt file is a script of blocks
-//
-//	# comments and blank lines are kept as they are
-//	round n=3
-//	----
-//	<what happened>
-//
-// each block ending at a blank line. The commands:
+// Data-driven scenarios: every testdata/*.txt file is a script in internal/datadriven's
+// format (command line, ----, what happened up to a blank line), run from DefaultConfig and no
+// world. The commands:
 //
 //	config FIELD=VALUE ...           set Config fields (by name) on DefaultConfig; a new planner
 //	world X0,Z0,X1,Z1 min=M          InitWorld (the planner starts afresh)
@@ -44,150 +37,41 @@ import (
 // operation as a raftmeta datadriven command, and its reason; rounds without operations are
 // collapsed. round and settle end with the map as show prints it.
 //
-// go test ./partitioner -run TestDataDriven -rewrite regenerates the expected outputs; review
-// every change before keeping it (the operations must make sense).
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testdata/*.txt")
-
+// go test ./partitioner -run TestDataDriven -rewrite regenerates the expected outputs (the
+// flag is internal/datadriven's); review every change before keeping it (the operations must
+// make sense).
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no testdata/*.txt")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) { runScript(t, file) })
-	}
-}
-
-func runScript(t *testing.T, file string) {
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(src), "\n"), "\n")
-	var out strings.Builder
-	h := &scenario{t: t, cfg: DefaultConfig()}
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		if trimmed := strings.TrimSpace(line); trimmed == "" || strings.HasPrefix(trimmed, "#") {
-			out.WriteString(line + "\n")
-			continue
-		}
-		cmdLine, pos := line, fmt.Sprintf("%s:%d", file, i+1)
-		i++
-		if i >= len(lines) || lines[i] != "----" {
-			t.Fatalf("%s: %q must be followed by ----", pos, cmdLine)
-		}
-		var want []string
-		for i+1 < len(lines) && lines[i+1] != "" {
-			i++
-			want = append(want, lines[i])
-		}
-		if i+1 < len(lines) {
-			i++ // the blank line that ends the block
-		}
-		got := h.run(pos, cmdLine)
-		if !*rewrite && strings.Join(want, "\n") != got {
-			t.Errorf("%s: %s\n got:\n%s\nwant:\n%s", pos, cmdLine, got, strings.Join(want, "\n"))
-		}
-		out.WriteString(cmdLine + "\n----\n" + got + "\n\n")
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
+		h := &scenario{cfg: DefaultConfig()}
+		datadriven.RunFile(t, path, h.run)
+	})
 }
 
 type scenario struct {
-	t   *testing.T
 	cfg Config
 	s   *sim
 }
 
-type args struct {
-	t    *testing.T
-	pos  string
-	args map[string]string
-}
-
-func (p *args) fail(format string, a ...any) {
-	p.t.Helper()
-	p.t.Fatalf("%s: %s", p.pos, fmt.Sprintf(format, a...))
-}
-
-func (p *args) opt(k, def string) string {
-	v, ok := p.args[k]
-	delete(p.args, k)
-	if !ok {
-		return def
-	}
-	return v
-}
-
-func (p *args) str(k string) string {
-	v, ok := p.args[k]
-	if !ok {
-		p.fail("missing argument %s", k)
-	}
-	delete(p.args, k)
-	return v
-}
-
-func (p *args) float(s string) float64 {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		p.fail("%v", err)
-	}
-	return f
-}
-
-func (p *args) int(s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		p.fail("%v", err)
-	}
-	return n
-}
-
-func (p *args) rect(s string) raftmeta.Rect {
+// rect parses X0,Z0,X1,Z1.
+func rect(p *datadriven.Args, s string) raftmeta.Rect {
 	f := strings.Split(s, ",")
 	if len(f) != 4 {
-		p.fail("%q: want X0,Z0,X1,Z1", s)
+		p.Fail("%q: want X0,Z0,X1,Z1", s)
 	}
-	return raftmeta.Rect{p.float(f[0]), p.float(f[1]), p.float(f[2]), p.float(f[3])}
+	return raftmeta.Rect{p.ParseFloat(f[0]), p.ParseFloat(f[1]), p.ParseFloat(f[2]), p.ParseFloat(f[3])}
 }
 
-func (p *args) done() {
-	for k := range p.args {
-		p.fail("unknown argument %s", k)
+func (h *scenario) run(t *testing.T, d *datadriven.TestData) string {
+	name, cmdArgs := d.Cmd, slices.Clone(d.CmdArgs)
+	if len(cmdArgs) > 0 && cmdArgs[0].Key == "" {
+		cmdArgs[0].Key = "_" // a positional first argument (world X0,Z0,X1,Z1)
 	}
-}
-
-func (h *scenario) run(pos, line string) string {
-	t := h.t
-	fields := strings.Fields(line)
-	name := fields[0]
-	p := &args{t: t, pos: pos, args: map[string]string{}}
-	for i, kv := range fields[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok && i == 0 {
-			k, v, ok = "_", kv, true // a positional first argument (world X0,Z0,X1,Z1)
-		}
-		if !ok {
-			p.fail("argument %q is not key=value", kv)
-		}
-		if k == "id" {
-			k = "server"
-		}
-		p.args[k] = v
-	}
+	p := datadriven.NewArgs(t, d.Pos, cmdArgs)
+	p.Alias("id", "server")
 	if name == "config" {
-		for k, v := range p.args {
-			if err := setField(&h.cfg, k, v); err != nil {
-				p.fail("%v", err)
+		for _, a := range p.Rest() {
+			if err := setField(&h.cfg, a.Key, a.Val); err != nil {
+				p.Fail("%v", err)
 			}
 		}
 		if err := h.cfg.Validate(); err != nil {
@@ -195,70 +79,70 @@ func (h *scenario) run(pos, line string) string {
 		}
 		if h.s != nil {
 			if err := h.s.setConfig(h.cfg); err != nil {
-				p.fail("%v", err)
+				p.Fail("%v", err)
 			}
 		}
 		return "ok"
 	}
 	if name != "world" && h.s == nil {
-		p.fail("run world first")
+		p.Fail("run world first")
 	}
 	s := h.s
-	server := func() raftmeta.ServerID { return raftmeta.ServerID(p.int(p.str("server"))) }
+	server := func() raftmeta.ServerID { return raftmeta.ServerID(p.Int("server")) }
 	switch name {
 	case "world":
 		// handled below
 	case "server", "join":
 		id := server()
-		capacity := p.int(p.opt("cap", "0"))
-		p.done()
+		capacity := p.ParseInt(p.Opt("cap", "0"))
+		p.Done()
 		s.join(id, capacity)
 		return s.show()
 	case "crowd":
-		g := p.opt("name", "crowd")
-		x, z, r, n := p.float(p.str("x")), p.float(p.str("z")), p.float(p.str("r")), p.int(p.str("n"))
-		p.done()
+		g := p.Opt("name", "crowd")
+		x, z, r, n := p.Float("x"), p.Float("z"), p.Float("r"), p.Int("n")
+		p.Done()
 		s.crowd(g, x, z, r, n)
 		return fmt.Sprintf("%d entities\n%s", s.entities(), s.summary())
 	case "uniform":
-		g := p.opt("name", "bg")
-		n := p.int(p.str("n"))
+		g := p.Opt("name", "bg")
+		n := p.Int("n")
 		r := s.world
-		if v := p.opt("rect", ""); v != "" {
-			r = p.rect(v)
+		if v := p.Opt("rect", ""); v != "" {
+			r = rect(p, v)
 		}
-		p.done()
+		p.Done()
 		s.uniform(g, n, r)
 		return fmt.Sprintf("%d entities\n%s", s.entities(), s.summary())
 	case "walk":
-		g := p.opt("name", "crowd")
-		dx, dz := p.float(p.opt("dx", "0")), p.float(p.opt("dz", "0"))
-		p.done()
+		g := p.Opt("name", "crowd")
+		dx, dz := p.ParseFloat(p.Opt("dx", "0")), p.ParseFloat(p.Opt("dz", "0"))
+		p.Done()
 		s.walk(g, dx, dz)
 		return s.summary()
 	case "disperse":
-		g := p.opt("name", "crowd")
-		p.done()
+		g := p.Opt("name", "crowd")
+		p.Done()
 		s.disperse(g)
 		return s.summary()
 	case "clear":
-		g := p.opt("name", "crowd")
-		p.done()
+		g := p.Opt("name", "crowd")
+		p.Done()
 		s.clear(g)
 		return s.summary()
 	case "kill":
 		id := server()
-		p.done()
+		p.Done()
 		s.dead[id] = true
 		return s.summary()
 	case "drain":
 		id := server()
-		p.done()
+		p.Done()
 		s.draining[id] = true
 		return s.summary()
 	case "markdead":
 		id := server()
-		p.done()
+		p.Done()
 		var lease int64
 		for _, srv := range s.f.Map().Servers {
 			if srv.ID == id {
@@ -272,23 +156,23 @@ func (h *scenario) run(pos, line string) string {
 		return s.show()
 	case "silence", "resume":
 		id := server()
-		p.done()
+		p.Done()
 		s.silent[id] = name == "silence"
 		return "ok"
 	case "round", "settle":
-		n := p.int(p.opt("n", "1"))
-		limit := p.int(p.opt("max", "50"))
-		p.done()
+		n := p.ParseInt(p.Opt("n", "1"))
+		limit := p.ParseInt(p.Opt("max", "50"))
+		p.Done()
 		return h.rounds(name == "settle", n, limit)
 	case "show":
-		p.done()
+		p.Done()
 		return s.show()
 	default:
-		p.fail("unknown command %q", name)
+		p.Fail("unknown command %q", name)
 	}
 	// world
-	r, minSize := p.rect(p.str("_")), p.float(p.str("min"))
-	p.done()
+	r, minSize := rect(p, p.Str("_")), p.Float("min")
+	p.Done()
 	h.s = newSim(t, r, minSize, h.cfg)
 	return h.s.show()
 }

@@ -3,10 +3,7 @@ package raftmeta
 import (
 	"bytes"
 	"encoding/hex"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -14,17 +11,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/meridian-mmo/meridian/internal/datadriven"
 )
 
-// Data-driven FSM tests in the style of cockroachdb/pebble's datadriven package: every
-// testdata/*.txt file is a script of blocks
-//
-//	# comments and blank lines are kept as they are
-//	split cell=1 epoch=2 axis=x at=512 owner=2
-//	----
-//	<the map after the command, or "error: <code>: <message>">
-//
-// each block ending at a blank line. The commands (one log entry each, at index 1, 2, ...):
+// Data-driven FSM tests: every testdata/*.txt file is a script in internal/datadriven's format
+// (command line, ----, expected output up to a blank line), run on a fresh FSM. A command's
+// output is the map after it, or "error: <code>: <message>". The commands (one log entry each,
+// at index 1, 2, ...):
 //
 //	init world=X0,Z0,X1,Z1 min=M
 //	register server=ID addr=A client=A cap=N now=D ttl=D
@@ -46,89 +40,29 @@ import (
 // command the harness checks the invariants (state.check), that a rejected command changed
 // nothing but the index, and that a snapshot of the state restores to the same map.
 //
-// go test ./raftmeta -run TestDataDriven -rewrite regenerates the expected outputs; review
-// every change before keeping it.
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testdata/*.txt")
-
+// go test ./raftmeta -run TestDataDriven -rewrite regenerates the expected outputs (the flag
+// is internal/datadriven's); review every change before keeping it.
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no testdata/*.txt")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) { runScript(t, file) })
-	}
-}
-
-func runScript(t *testing.T, file string) {
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(src), "\n"), "\n")
-	var out strings.Builder
-	h := &scriptHarness{t: t, f: NewFSM()}
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		if trimmed := strings.TrimSpace(line); trimmed == "" || strings.HasPrefix(trimmed, "#") {
-			out.WriteString(line + "\n")
-			continue
-		}
-		cmdLine, pos := line, fmt.Sprintf("%s:%d", file, i+1)
-		i++
-		if i >= len(lines) || lines[i] != "----" {
-			t.Fatalf("%s: %q must be followed by ----", pos, cmdLine)
-		}
-		var want []string
-		for i+1 < len(lines) && lines[i+1] != "" {
-			i++
-			want = append(want, lines[i])
-		}
-		if i+1 < len(lines) {
-			i++ // the blank line that ends the block
-		}
-		got := h.run(pos, cmdLine)
-		if !*rewrite && strings.Join(want, "\n") != got {
-			t.Errorf("%s: %s\n got:\n%s\nwant:\n%s", pos, cmdLine, got, strings.Join(want, "\n"))
-		}
-		out.WriteString(cmdLine + "\n----\n" + got + "\n\n")
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
+		h := &scriptHarness{f: NewFSM()}
+		datadriven.RunFile(t, path, h.run)
+	})
 }
 
 type scriptHarness struct {
-	t     *testing.T
 	f     *FSM
 	index uint64
 }
 
 // run applies one script command and renders the outcome.
-func (h *scriptHarness) run(pos, line string) string {
-	t := h.t
-	fields := strings.Fields(line)
-	name, args := fields[0], map[string]string{}
-	for _, kv := range fields[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			t.Fatalf("%s: argument %q is not key=value", pos, kv)
-		}
-		if k == "id" {
-			k = "server"
-		}
-		args[k] = v
-	}
-	p := &scriptArgs{t: t, pos: pos, args: args}
+func (h *scriptHarness) run(t *testing.T, d *datadriven.TestData) string {
+	pos, line, name := d.Pos, d.Line, d.Cmd
+	p := scriptArgs{d.Args(t)}
+	p.Alias("id", "server")
 	var data []byte
 	switch name {
 	case "restore":
-		p.done()
+		p.Done()
 		h.f = snapshotRestore(t, h.f)
 		if err := h.f.s.check(); err != nil {
 			t.Fatalf("%s: restored state: %v", pos, err)
@@ -136,7 +70,7 @@ func (h *scriptHarness) run(pos, line string) string {
 		return renderMap(h.f.Map())
 	case "raw":
 		var err error
-		if data, err = hex.DecodeString(p.str("hex")); err != nil {
+		if data, err = hex.DecodeString(p.Str("hex")); err != nil {
 			t.Fatalf("%s: %v", pos, err)
 		}
 	default:
@@ -146,7 +80,7 @@ func (h *scriptHarness) run(pos, line string) string {
 			t.Fatalf("%s: encoding %#v: %v", pos, c, err)
 		}
 	}
-	p.done()
+	p.Done()
 
 	before := h.f.Map()
 	h.index++
@@ -237,70 +171,31 @@ type snapReader struct {
 
 func (r *snapReader) Close() error { r.closed = true; return nil }
 
-// scriptArgs reads a command's key=value arguments; done fails on any it did not read.
-type scriptArgs struct {
-	t    *testing.T
-	pos  string
-	args map[string]string
-}
+// scriptArgs adds the raftmeta scripts' argument types to datadriven.Args.
+type scriptArgs struct{ *datadriven.Args }
 
-func (p *scriptArgs) fail(format string, a ...any) {
-	p.t.Helper()
-	p.t.Fatalf("%s: %s", p.pos, fmt.Sprintf(format, a...))
-}
-
-func (p *scriptArgs) str(k string) string {
-	v, ok := p.args[k]
-	if !ok {
-		p.fail("missing argument %s", k)
-	}
-	delete(p.args, k)
-	return v
-}
-
-func (p *scriptArgs) opt(k string) (string, bool) {
-	v, ok := p.args[k]
-	delete(p.args, k)
-	return v, ok
-}
-
-func (p *scriptArgs) uint(k string) uint64 {
-	n, err := strconv.ParseUint(p.str(k), 10, 64)
-	if err != nil {
-		p.fail("%s: %v", k, err)
-	}
-	return n
-}
-
-func (p *scriptArgs) optUint(k string) uint64 {
-	if _, ok := p.args[k]; !ok {
+func (p scriptArgs) optUint(k string) uint64 {
+	if !p.Has(k) {
 		return 0
 	}
-	return p.uint(k)
+	return p.Uint(k)
 }
 
-func (p *scriptArgs) float(s string) float64 {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		p.fail("%v", err)
-	}
-	return f
-}
-
-func (p *scriptArgs) dur(k string) int64 {
-	v := p.str(k)
+// dur reads a Go duration ("10s") or integer nanoseconds.
+func (p scriptArgs) dur(k string) int64 {
+	v := p.Str(k)
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 		return n
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		p.fail("%s: %v", k, err)
+		p.Fail("%s: %v", k, err)
 	}
 	return int64(d)
 }
 
 // pairs parses "A:B,C:D" (empty: none).
-func (p *scriptArgs) pairs(s string) [][2]uint64 {
+func (p scriptArgs) pairs(s string) [][2]uint64 {
 	var out [][2]uint64
 	if s == "" {
 		return out
@@ -310,102 +205,96 @@ func (p *scriptArgs) pairs(s string) [][2]uint64 {
 		x, err1 := strconv.ParseUint(a, 10, 64)
 		y, err2 := strconv.ParseUint(b, 10, 64)
 		if !ok || err1 != nil || err2 != nil {
-			p.fail("bad pair %q", pair)
+			p.Fail("bad pair %q", pair)
 		}
 		out = append(out, [2]uint64{x, y})
 	}
 	return out
 }
 
-func (p *scriptArgs) pair(k string) (uint64, uint64) {
-	ps := p.pairs(p.str(k))
+func (p scriptArgs) pair(k string) (uint64, uint64) {
+	ps := p.pairs(p.Str(k))
 	if len(ps) != 1 {
-		p.fail("%s wants one ID:EPOCH", k)
+		p.Fail("%s wants one ID:EPOCH", k)
 	}
 	return ps[0][0], ps[0][1]
 }
 
-func (p *scriptArgs) done() {
-	for k := range p.args {
-		p.fail("unknown argument %s", k)
-	}
-}
-
-func (p *scriptArgs) command(name string) Command {
+func (p scriptArgs) command(name string) Command {
 	switch name {
 	case "init":
-		w := strings.Split(p.str("world"), ",")
+		w := strings.Split(p.Str("world"), ",")
 		if len(w) != 4 {
-			p.fail("world wants X0,Z0,X1,Z1")
+			p.Fail("world wants X0,Z0,X1,Z1")
 		}
 		return InitWorld{
-			World:       World{Min: [2]float64{p.float(w[0]), p.float(w[1])}, Max: [2]float64{p.float(w[2]), p.float(w[3])}},
-			MinCellSize: p.float(p.str("min")),
+			World:       World{Min: [2]float64{p.ParseFloat(w[0]), p.ParseFloat(w[1])}, Max: [2]float64{p.ParseFloat(w[2]), p.ParseFloat(w[3])}},
+			MinCellSize: p.Float("min"),
 		}
 	case "register":
-		c := Register{Server: ServerID(p.uint("server")), Addr: p.str("addr"), Now: p.dur("now"), LeaseTTL: p.dur("ttl")}
-		c.ClientAddr, _ = p.opt("client")
-		if v, ok := p.opt("cap"); ok {
-			c.Capacity = int(p.float(v))
+		c := Register{Server: ServerID(p.Uint("server")), Addr: p.Str("addr"), Now: p.dur("now"), LeaseTTL: p.dur("ttl")}
+		c.ClientAddr, _ = p.Lookup("client")
+		if v, ok := p.Lookup("cap"); ok {
+			c.Capacity = int(p.ParseFloat(v))
 		}
 		return c
 	case "heartbeat":
-		c := Heartbeat{Server: ServerID(p.uint("server")), Now: p.dur("now"), LeaseTTL: p.dur("ttl")}
-		if v, ok := p.opt("entities"); ok {
-			c.Load.Entities = int(p.float(v))
+		c := Heartbeat{Server: ServerID(p.Uint("server")), Now: p.dur("now"), LeaseTTL: p.dur("ttl")}
+		if v, ok := p.Lookup("entities"); ok {
+			c.Load.Entities = int(p.ParseFloat(v))
 		}
-		if v, ok := p.opt("cells"); ok {
+		if v, ok := p.Lookup("cells"); ok {
 			for _, pr := range p.pairs(v) {
 				c.Load.Cells = append(c.Load.Cells, CellLoad{Cell: CellID(pr[0]), Entities: int(pr[1])})
 			}
 		}
 		return c
 	case "deregister":
-		return Deregister{Server: ServerID(p.uint("server"))}
+		return Deregister{Server: ServerID(p.Uint("server"))}
 	case "split":
 		return Split{
-			Cell: CellID(p.uint("cell")), Epoch: Epoch(p.uint("epoch")), Axis: Axis(p.str("axis")),
-			At: p.float(p.str("at")), NewOwner: ServerID(p.optUint("owner")),
+			Cell: CellID(p.Uint("cell")), Epoch: Epoch(p.Uint("epoch")), Axis: Axis(p.Str("axis")),
+			At: p.Float("at"), NewOwner: ServerID(p.optUint("owner")),
 		}
 	case "merge":
 		lo, le := p.pair("low")
 		hi, he := p.pair("high")
 		return Merge{Low: CellID(lo), LowEpoch: Epoch(le), High: CellID(hi), HighEpoch: Epoch(he)}
 	case "shift":
-		c := Shift{Node: NodeID(p.uint("node")), At: p.float(p.str("at")), Epochs: map[CellID]Epoch{}}
-		for _, pr := range p.pairs(p.str("epochs")) {
+		c := Shift{Node: NodeID(p.Uint("node")), At: p.Float("at"), Epochs: map[CellID]Epoch{}}
+		for _, pr := range p.pairs(p.Str("epochs")) {
 			c.Epochs[CellID(pr[0])] = Epoch(pr[1])
 		}
 		return c
 	case "move":
-		return Move{Cell: CellID(p.uint("cell")), Epoch: Epoch(p.uint("epoch")), To: ServerID(p.uint("to"))}
+		return Move{Cell: CellID(p.Uint("cell")), Epoch: Epoch(p.Uint("epoch")), To: ServerID(p.Uint("to"))}
 	case "drain":
-		c := Drain{Server: ServerID(p.uint("server"))}
-		if v, ok := p.opt("migrate"); ok {
+		c := Drain{Server: ServerID(p.Uint("server"))}
+		if v, ok := p.Lookup("migrate"); ok {
 			c.Migrate = v == "true"
 		}
 		return c
 	case "prepare":
-		name := p.str("op")
+		name := p.Str("op")
 		if name == "prepare" {
-			p.fail("prepare op=prepare")
+			p.Fail("prepare op=prepare")
 		}
 		op := p.command(name)
 		b, err := EncodeCommand(op)
 		if err != nil {
-			p.fail("encoding %#v: %v", op, err)
+			p.Fail("encoding %#v: %v", op, err)
 		}
 		return Prepare{Op: b, Now: p.dur("now"), Timeout: p.dur("timeout")}
 	case "staged":
-		return Staged{Change: ChangeID(p.uint("change")), Transfer: int(p.uint("transfer")), Server: ServerID(p.uint("server"))}
+		return Staged{Change: ChangeID(p.Uint("change")), Transfer: int(p.Uint("transfer")), Server: ServerID(p.Uint("server"))}
 	case "abort":
-		c := Abort{Change: ChangeID(p.uint("change"))}
-		c.Reason, _ = p.opt("reason")
+		c := Abort{Change: ChangeID(p.Uint("change"))}
+		c.Reason, _ = p.Lookup("reason")
 		return c
 	case "markdead":
-		return MarkDead{Server: ServerID(p.uint("server")), Now: p.dur("now")}
+		return MarkDead{Server: ServerID(p.Uint("server")), Now: p.dur("now")}
 	}
-	p.fail("unknown command %q", name)
+	p.Fail("unknown command %q", name)
 	return nil
 }
 
