@@ -311,6 +311,14 @@ func (s *Sim) Run() (*Report, error) {
 			lost++
 		}
 	}
+	// A session that ended (its home died) must not leave its entity behind for good.
+	if s.o.KillServer != 0 && s.tick > s.o.KillAt+s.o.LeaseTicks+s.o.DeadMargin+20 {
+		for _, b := range s.bots {
+			if b.gone && b.entity != 0 && s.present(b.entity) {
+				return &s.rep, fmt.Errorf("seed %d: entity %d of bot %d, whose session ended, is still held", s.o.Seed, b.entity, b.client)
+			}
+		}
+	}
 	s.rep.EntitiesLost = lost
 	s.rep.Ticks = s.tick
 	s.rep.Trace = s.hash
