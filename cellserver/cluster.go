@@ -441,7 +441,7 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 	mi.Fenced = fenced
 	mi.Peer = c.peers.take(mi.Peer)
 	for _, j := range in.Joins {
-		mi.Opens = append(mi.Opens, SessionOpen{Client: j.Client, Spawn: j.Spawn, Kind: j.Kind})
+		mi.Opens = append(mi.Opens, SessionOpen(j))
 	}
 
 	out := c.member.Step(mi)

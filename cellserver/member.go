@@ -1039,7 +1039,7 @@ func (m *Member) localSessions(in *MemberInput) {
 			continue
 		}
 		m.sessions[o.Client] = &session{owner: m.self}
-		m.stepIn.Joins = append(m.stepIn.Joins, Join{Client: o.Client, Spawn: o.Spawn, Kind: o.Kind})
+		m.stepIn.Joins = append(m.stepIn.Joins, Join(o))
 	}
 	for _, c := range in.Closes {
 		s, ok := m.sessions[c]
