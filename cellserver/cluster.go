@@ -52,6 +52,7 @@ type Cluster struct {
 	staged   chan raftmeta.Staged
 	lastStat MemberStats // tick goroutine
 	holdReq  chan chan Holdings
+	dropReq  chan chan struct{} // the heartbeat goroutine learnt this server was declared dead
 
 	mi   MemberInput
 	idle StepOutput
@@ -133,6 +134,7 @@ type clusterMetrics struct {
 	heartbeats  *prometheus.CounterVec // result
 	staged      *prometheus.CounterVec // result
 	lost        prometheus.Counter
+	events      *prometheus.CounterVec // event
 }
 
 func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
@@ -158,6 +160,9 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 			Name: "meridian_cell_staged_proposals_total", Help: "Staged proposals for incoming migrations, by result."}, []string{"result"})),
 		lost: promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_sessions_lost_total", Help: "Sessions disconnected because their entity's server died."})),
+		events: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_member_events_total",
+			Help: "Cluster member events: forwarded, held, stale_frames, orphan_leaves, import_errors, migrations_aborted, entities_dropped."}, []string{"event"})),
 	}
 }
 
@@ -171,6 +176,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 	c := &Cluster{
 		cfg: cfg, log: log, Metrics: NewMetrics(reg), cm: newClusterMetrics(reg),
 		holdReq: make(chan chan Holdings, 16),
+		dropReq: make(chan chan struct{}, 1),
 		meta:    raftmeta.NewClient(cfg.Meta, nil),
 		staged:  make(chan raftmeta.Staged, 1024),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 2)),
@@ -382,7 +388,20 @@ func (c *Cluster) heartbeats(ctx context.Context) {
 			c.cm.heartbeats.WithLabelValues("ok").Inc()
 		case errors.Is(err, raftmeta.ErrServerDead), errors.Is(err, raftmeta.ErrUnknownServer):
 			c.cm.heartbeats.WithLabelValues("dead").Inc()
-			c.log.Error("the metadata service declared this server dead: its cells were reassigned; registering again", "err", err)
+			c.log.Error("the metadata service declared this server dead: its cells were reassigned; dropping its entities and registering again", "err", err)
+			// The Member must drop what it holds before the server comes back: a newer map
+			// (after the registration) would never show it dead.
+			done := make(chan struct{})
+			select {
+			case c.dropReq <- done:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return
+			}
 			if c.register(ctx) != nil {
 				return
 			}
@@ -439,12 +458,21 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		}
 	}
 	mi.Fenced = fenced
+	var dropped chan struct{}
+	select {
+	case dropped = <-c.dropReq:
+		mi.DeclaredDead = true
+	default:
+	}
 	mi.Peer = c.peers.take(mi.Peer)
 	for _, j := range in.Joins {
 		mi.Opens = append(mi.Opens, SessionOpen(j))
 	}
 
 	out := c.member.Step(mi)
+	if dropped != nil {
+		close(dropped)
+	}
 
 	for _, s := range out.Send {
 		var err error
@@ -517,11 +545,18 @@ func (c *Cluster) countStats() {
 	if s.Unroutable > p.Unroutable {
 		c.cm.unroutable.Add(float64(s.Unroutable - p.Unroutable))
 	}
+	add(c.cm.events, "forwarded", s.Forwarded, p.Forwarded)
+	add(c.cm.events, "held", s.Held, p.Held)
+	add(c.cm.events, "stale_frames", s.StaleFrames, p.StaleFrames)
+	add(c.cm.events, "orphan_leaves", s.OrphanLeaves, p.OrphanLeaves)
+	add(c.cm.events, "import_errors", s.ImportErrors, p.ImportErrors)
+	add(c.cm.events, "migrations_aborted", s.MigrationsAborted, p.MigrationsAborted)
+	add(c.cm.events, "entities_dropped", s.EntitiesDropped, p.EntitiesDropped)
 }
 
 // Open implements gateway.Backend: a new session joins at a random point of the world.
 func (c *Cluster) Open(id gateway.SessionID, _ []byte) {
-	w := c.cfg.Member.World
+	w := c.member.World().Config() // the map's world (Open runs once Run has the map)
 	c.mu.Lock()
 	spawn := [2]float64{
 		w.WorldMin[0] + c.rng.Float64()*(w.WorldMax[0]-w.WorldMin[0]),

@@ -71,11 +71,13 @@ type Member struct {
 	frozen     map[wire.EntityID]migKey
 	staged     map[migKey]*stagedIn
 	held       map[wire.EntityID][]heldMsg
-	seen       map[transferKey]wire.Tick
+	seen       map[transferKey]decision // every handoff answered, to answer a retry the same way
+	incoming   map[wire.EntityID]migKey // entities staged here for a migration in
 	forward    map[wire.EntityID]forwardTo
 	backoff    map[wire.EntityID]wire.Tick
 	nextXfer   uint64
 	toFreeze   []pendingFreeze
+	fenced     bool             // this tick's MemberInput.Fenced
 	frameBytes map[ClientID]int // this tick's snapshot size per World client (0: none)
 
 	stepIn StepInput
@@ -174,6 +176,12 @@ type pendingFreeze struct {
 	tr  raftmeta.Transfer
 }
 
+// decision is how a handoff was answered, and when.
+type decision struct {
+	at     wire.Tick
+	result uint8 // wire.HandoffAccepted (or Duplicate) or wire.HandoffRejected
+}
+
 type transferKey struct {
 	from raftmeta.ServerID
 	id   uint64
@@ -233,10 +241,14 @@ type MemberInput struct {
 	Tick wire.Tick
 	// Map is a newer partition map, or nil.
 	Map *raftmeta.Map
-	// Fenced: the server's lease may have lapsed. A fenced Member simulates nothing and hands
-	// nothing off until unfenced (it still answers peers).
+	// Fenced: the server's lease may have lapsed. A fenced Member simulates nothing, hands
+	// nothing off and takes nothing in (handoffs rejected, migrations not staged) until
+	// unfenced; it still answers peers.
 	Fenced bool
-	Peer   []PeerIn
+	// DeclaredDead: the metadata service says this server is dead (its cells went elsewhere):
+	// drop everything before registering again, even if no map showing it dead arrives.
+	DeclaredDead bool
+	Peer         []PeerIn
 	// The sessions homed here.
 	Opens  []SessionOpen
 	Closes []ClientID
@@ -270,6 +282,7 @@ type MemberStats struct {
 	// transfer resolved; Unroutable: messages for entities no one here knows (dropped).
 	Forwarded, Held, Unroutable int
 	StaleFrames                 int // frames from an owner older than the newest seen
+	OrphanLeaves                int // leaves re-sent because an owner sent frames for a session gone here
 	ImportErrors                int
 	EntitiesDropped             int // entities dropped because this server was declared dead or a session's home died
 	SessionsLost                int
@@ -299,7 +312,8 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		frozen:     map[wire.EntityID]migKey{},
 		staged:     map[migKey]*stagedIn{},
 		held:       map[wire.EntityID][]heldMsg{},
-		seen:       map[transferKey]wire.Tick{},
+		seen:       map[transferKey]decision{},
+		incoming:   map[wire.EntityID]migKey{},
 		forward:    map[wire.EntityID]forwardTo{},
 		backoff:    map[wire.EntityID]wire.Tick{},
 		frameBytes: map[ClientID]int{},
@@ -372,11 +386,15 @@ func (m *Member) send(to raftmeta.ServerID, msg wire.PeerMessage) {
 // unanswered.
 func (m *Member) Step(in *MemberInput) *MemberOutput {
 	t := in.Tick
+	m.fenced = in.Fenced
 	o := &m.out
 	o.Send, o.Staged = o.Send[:0], o.Staged[:0]
 	o.Welcomes, o.Refused, o.Frames, o.Lost = o.Welcomes[:0], o.Refused[:0], o.Frames[:0], o.Lost[:0]
 	o.World = nil
 
+	if in.DeclaredDead {
+		m.dropEverything()
+	}
 	// Migrations first: a change that committed since the last tick commits on what this
 	// server staged, including what arrived just now (the driver may have proposed Staged as
 	// soon as the message arrived, so the map may already show the commit).
@@ -568,8 +586,8 @@ func (m *Member) resolve(mp *raftmeta.Map, t wire.Tick) {
 		pending[ch.ID] = true
 	}
 	outcome := func(id raftmeta.ChangeID, tr func() bool) (settled, committed bool) {
-		if pending[id] {
-			return false, false
+		if pending[id] || uint64(id) > mp.Version {
+			return false, false // pending, or the map predates the change
 		}
 		for _, r := range mp.Resolved {
 			if r.ID == id {
@@ -609,10 +627,17 @@ func (m *Member) resolve(mp *raftmeta.Map, t wire.Tick) {
 			continue
 		}
 		delete(m.staged, k)
-		if ok {
-			for _, r := range st.msg.Entities {
+		for _, r := range st.msg.Entities {
+			delete(m.incoming, r.ID)
+		}
+		for _, r := range st.msg.Entities {
+			if ok {
 				m.importRecord(r, t, true, st.msg.Tick, &m.stats.FrozenMigration)
 				m.stats.MigratedIn++
+			} else {
+				// Aborted: the entity stays with its source; what was held here goes there.
+				m.forward[r.ID] = forwardTo{to: st.from, until: t + wire.Tick(m.cfg.RememberTicks)}
+				m.release(r.ID, t)
 			}
 		}
 	}
@@ -717,6 +742,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		s.owner, s.auth = m.self, auth
 	}
 	delete(m.forward, r.ID)
+	m.release(r.ID, t)
 	if t > last {
 		f := int(t - last - 1)
 		frozen[min(f, len(frozen)-1)]++
@@ -746,6 +772,7 @@ func (m *Member) dropEverything() {
 	clear(m.migrations)
 	clear(m.frozen)
 	clear(m.staged)
+	clear(m.incoming)
 	m.toFreeze = m.toFreeze[:0]
 	clear(m.held)
 	clear(m.forward)
@@ -889,27 +916,28 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 
 func (m *Member) onHandoff(from raftmeta.ServerID, msg wire.HandoffMsg, t wire.Tick) {
 	k := transferKey{from, msg.Transfer}
-	res := wire.HandoffRejected
-	switch _, dup := m.seen[k]; {
-	case dup:
-		res = wire.HandoffDuplicate
-	case m.mapv == nil:
-	default:
-		c := m.lookup.at(msg.Entity.X, msg.Entity.Z)
-		if c == nil || c.Owner != m.self {
-			break
+	if d, ok := m.seen[k]; ok {
+		// A retry: the same answer as before, whatever the map says now (a rejection and a
+		// retry may cross; accepting the retry would leave the entity on both servers).
+		res := d.result
+		if res == wire.HandoffAccepted {
+			res = wire.HandoffDuplicate
 		}
+		m.send(from, &wire.HandoffAckMsg{Transfer: msg.Transfer, Result: res})
+		return
+	}
+	res := wire.HandoffRejected
+	if c := m.lookup.at(msg.Entity.X, msg.Entity.Z); c != nil && c.Owner == m.self && !m.fenced {
 		err := m.importRecord(msg.Entity, t, true, msg.Tick, &m.stats.FrozenHandoff)
 		switch {
 		case err == nil:
 			res = wire.HandoffAccepted
 			m.stats.HandoffsIn++
-			m.seen[k] = t
 		case errors.Is(err, ErrDuplicateEntity):
 			res = wire.HandoffDuplicate
-			m.seen[k] = t
 		}
 	}
+	m.seen[k] = decision{at: t, result: res}
 	m.send(from, &wire.HandoffAckMsg{Transfer: msg.Transfer, Result: res})
 }
 
@@ -943,8 +971,19 @@ func (m *Member) onMigrate(from raftmeta.ServerID, msg wire.MigrateMsg, t wire.T
 			}
 		}
 	}
+	if m.fenced {
+		return // not while this server may be declared dead: the source retries
+	}
+	if m.mapv != nil && m.mapv.Version >= uint64(k.change) {
+		if tr, ok := m.transfer(k); !ok || tr.To != m.self {
+			return // not ours to stage (a stray or forged message)
+		}
+	}
 	if _, ok := m.staged[k]; !ok {
 		m.staged[k] = &stagedIn{from: from, msg: msg, proposed: t}
+		for _, r := range msg.Entities {
+			m.incoming[r.ID] = k
+		}
 	}
 	m.out.Staged = append(m.out.Staged, raftmeta.Staged{Change: k.change, Transfer: k.transfer, Server: m.self})
 }
@@ -1010,13 +1049,30 @@ func (m *Member) moving(e wire.EntityID) bool {
 	if _, ok := m.inFlight[e]; ok {
 		return true
 	}
+	if _, ok := m.incoming[e]; ok {
+		return true
+	}
 	_, ok := m.frozen[e]
 	return ok
+}
+
+// transfer returns a pending change's transfer from the current map.
+func (m *Member) transfer(k migKey) (raftmeta.Transfer, bool) {
+	for _, ch := range m.mapv.Changes {
+		if ch.ID == k.change && k.transfer < len(ch.Transfers) {
+			return ch.Transfers[k.transfer], true
+		}
+	}
+	return raftmeta.Transfer{}, false
 }
 
 func (m *Member) onFrame(from raftmeta.ServerID, msg wire.FrameMsg) {
 	s, ok := m.sessions[ClientID(msg.Client)]
 	if !ok || s.entity != msg.Entity {
+		// The session ended and the owner missed its Leave (lost on a broken link, or sent
+		// before the entity reached it): say it again, or the entity would stay for good.
+		m.stats.OrphanLeaves++
+		m.send(from, &wire.LeaveMsg{Home: uint64(m.self), Client: msg.Client, Entity: msg.Entity})
 		return
 	}
 	if msg.AuthEpoch < s.auth {
@@ -1148,8 +1204,8 @@ func (m *Member) retry(t wire.Tick) {
 		return
 	}
 	remember := wire.Tick(m.cfg.RememberTicks)
-	for k, at := range m.seen {
-		if t-at > remember {
+	for k, d := range m.seen {
+		if t-d.at > remember {
 			delete(m.seen, k)
 		}
 	}

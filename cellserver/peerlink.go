@@ -40,8 +40,8 @@ type peerNet struct {
 	conns map[net.Conn]struct{}
 	done  bool
 
-	// early, if set, sees every message as it arrives, on the reader's goroutine, before the
-	// next tick takes it from the inbox.
+	// early, if set, sees every message as it arrives, on the reader's goroutine, once it is in
+	// the inbox (so any tick that could observe what early causes also takes the message).
 	early func(from raftmeta.ServerID, msg wire.PeerMessage)
 
 	ctx    context.Context
@@ -161,12 +161,13 @@ func (p *peerNet) read(c net.Conn) {
 			return
 		}
 		p.met.recv.Inc()
-		if p.early != nil {
-			p.early(from, msg)
-		}
 		p.mu.Lock()
 		p.inbox = append(p.inbox, PeerIn{From: from, Msg: msg})
 		p.mu.Unlock()
+		if p.early != nil {
+			// After the append: the tick that sees the effect (a commit) finds the message.
+			p.early(from, msg)
+		}
 	}
 }
 

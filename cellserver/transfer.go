@@ -62,7 +62,8 @@ func (w *World) dropClient(i int32) {
 // Import adds an entity exported from a World (here or on another server) with its state; if
 // e.Client is not 0 that client controls it from now on, its inputs numbered after e.LastSeq.
 // It fails, changing nothing, if the id or the client is already present, the position is
-// outside the world or a velocity component is out of bounds. Call it between Steps.
+// outside the world or a velocity component is out of bounds; a full World (MaxClients) takes
+// it anyway. Call it between Steps.
 func (w *World) Import(e Exported) error {
 	s := e.State
 	switch {
@@ -78,13 +79,10 @@ func (w *World) Import(e Exported) error {
 	if _, dup := w.st.lookup(e.ID); dup {
 		return fmt.Errorf("%w: entity %d", ErrDuplicateEntity, e.ID)
 	}
-	if e.Client != 0 {
-		if w.hasClient(e.Client) {
-			return fmt.Errorf("%w: client %d already present", ErrBadImport, e.Client)
-		}
-		if len(w.clients) >= w.cfg.MaxClients {
-			return fmt.Errorf("%w: %d clients", ErrServerFull, len(w.clients))
-		}
+	// MaxClients is not checked: it refuses joins, never an entity another server hands
+	// over (refusing it at commit would lose it; the partitioner weighs capacity instead).
+	if e.Client != 0 && w.hasClient(e.Client) {
+		return fmt.Errorf("%w: client %d already present", ErrBadImport, e.Client)
 	}
 	r := w.st.add(e.ID)
 	w.st.x[r], w.st.y[r], w.st.z[r] = s.X, s.Y, s.Z

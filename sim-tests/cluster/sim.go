@@ -43,6 +43,9 @@ type Options struct {
 	Planner    partitioner.Config
 	// Scenario moves the bots (default: Hotspot).
 	Scenario Scenario
+	// Reconnect is the probability per bot and tick that it closes its session and opens a new
+	// one (a new client id, a new entity) on the next tick: exercises leaves in every state.
+	Reconnect float64
 	// KillServer (0: none) is stopped at tick KillAt, like a SIGKILL: it sends and applies
 	// nothing more; its lease lapses and its cells go to the others.
 	KillServer raftmeta.ServerID
@@ -65,7 +68,7 @@ func DefaultOptions(seed uint64) Options {
 	return Options{
 		Seed: seed, Servers: 3, Bots: 120, Ticks: 600,
 		World: 512, MinCellSize: 32, MaxSpeed: 14,
-		Drop: 0.05, MaxDelay: 3, MapDelay: 2,
+		Drop: 0.05, MaxDelay: 4, MapDelay: 4, Reconnect: 0.001,
 		StaticGrid: 3, PlanEvery: 10, Planner: pc,
 		HeartbeatEvery: 10, LeaseTicks: 60, DeadMargin: 40, ChangeTimeout: 60,
 	}
@@ -159,6 +162,12 @@ type bot struct {
 	gone   bool // its home died: the session ended
 }
 
+// closed is the entity of a session a bot closed (before reconnecting as a new session).
+type closed struct {
+	entity wire.EntityID
+	at     int
+}
+
 // Sim is the whole cluster in one goroutine: servers (cellserver.Member), the partition map
 // (the raftmeta FSM, applied directly: Raft's replication is tested elsewhere), the
 // partitioner on a period, leases, and a simulated network. Everything random comes from one
@@ -176,6 +185,8 @@ type Sim struct {
 	tick    int
 	lastVer uint64
 	killed  map[wire.EntityID]bool // entities the killed server held when it died
+	closed  []closed               // entities of sessions the bots closed
+	nextCID cellserver.ClientID
 	rep     Report
 	hash    uint64
 	enc     []byte
@@ -241,6 +252,7 @@ func New(o Options) (*Sim, error) {
 	for i := range o.Bots {
 		s.bots = append(s.bots, &bot{home: s.servers[i%len(s.servers)], client: cellserver.ClientID(i + 1)})
 	}
+	s.nextCID = cellserver.ClientID(o.Bots + 1)
 	return s, nil
 }
 
@@ -309,6 +321,12 @@ func (s *Sim) Run() (*Report, error) {
 	for e := range s.killed {
 		if !s.present(e) {
 			lost++
+		}
+	}
+	// A closed session's entity goes (its leave may chase it through transfers and retries).
+	for _, c := range s.closed {
+		if s.tick-c.at > 200 && s.present(c.entity) {
+			return &s.rep, fmt.Errorf("seed %d: entity %d of a session closed at tick %d is still held at tick %d", s.o.Seed, c.entity, c.at, s.tick)
 		}
 	}
 	// A session that ended (its home died) must not leave its entity behind for good.
@@ -541,6 +559,13 @@ func checkMap(mp *raftmeta.Map) error {
 func (s *Sim) botInputs(sv *server, in *cellserver.MemberInput) {
 	for i, b := range s.bots {
 		if b.home != sv || b.gone {
+			continue
+		}
+		if b.entity != 0 && s.o.Reconnect > 0 && s.rng.Float64() < s.o.Reconnect {
+			in.Closes = append(in.Closes, b.client)
+			s.closed = append(s.closed, closed{entity: b.entity, at: s.tick})
+			b.client, b.entity, b.seq = s.nextCID, 0, 0
+			s.nextCID++
 			continue
 		}
 		if b.entity == 0 {
