@@ -1,6 +1,3 @@
-// Package cellcluster runs a whole cluster as real processes on 127.0.0.1 — three `meridian
-// meta` nodes and three `meridian cell --meta` servers — with bots over real KCP, and kills a
-// cell server with SIGKILL.
 package cellcluster
 
 import (
