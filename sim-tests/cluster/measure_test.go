@@ -33,6 +33,7 @@ func TestMeasureLoadBalance(t *testing.T) {
 		o.MaxSpeed = 14
 		o.Ticks = form + walk + 300
 		o.Drop, o.MaxDelay, o.MapDelay = 0, 1, 1 // a LAN: every message next tick, nothing lost
+		o.Reconnect = 0
 		o.Planner.MergeLoad = o.Bots / 30
 		o.Planner.MinTransfer = max(2, o.Bots/300)
 		o.Static = static
