@@ -78,6 +78,7 @@ type Member struct {
 	nextXfer   uint64
 	toFreeze   []pendingFreeze
 	fenced     bool             // this tick's MemberInput.Fenced
+	measure    bool             // this tick measures the load (loadEvery, or a newer map)
 	frameBytes map[ClientID]int // this tick's snapshot size per World client (0: none)
 
 	stepIn StepInput
@@ -330,7 +331,8 @@ func (m *Member) Map() *raftmeta.Map { return m.mapv }
 // Stats returns the cumulative counters.
 func (m *Member) Stats() MemberStats { return m.stats }
 
-// Load returns the load measured after the last tick: per owned cell, its entities, their
+// Load returns the load last measured (every loadEvery ticks and on every newer map): per
+// owned cell, its entities, their
 // histograms and the snapshot bytes per second its clients are sent (the last tick's × the tick
 // rate); the driver adds the server's tick time and bytes.
 func (m *Member) Load() raftmeta.Load {
@@ -387,6 +389,7 @@ func (m *Member) send(to raftmeta.ServerID, msg wire.PeerMessage) {
 func (m *Member) Step(in *MemberInput) *MemberOutput {
 	t := in.Tick
 	m.fenced = in.Fenced
+	m.measure = t%loadEvery == 0 || in.Map != nil
 	o := &m.out
 	o.Send, o.Staged = o.Send[:0], o.Staged[:0]
 	o.Welcomes, o.Refused, o.Frames, o.Lost = o.Welcomes[:0], o.Refused[:0], o.Frames[:0], o.Lost[:0]
@@ -787,18 +790,28 @@ func (m *Member) dropEverything() {
 
 // ---- handoffs ----
 
-// rehome hands off every entity whose cell another live server owns, and measures the load of
-// the cells this server owns.
+// loadEvery is how often (ticks) the load of the owned cells is measured, besides every tick
+// a newer map arrives: a heartbeat carries it about once a second.
+const loadEvery = 10
+
+// rehome hands off every entity whose cell another live server owns and, on measuring ticks,
+// measures the load of the cells this server owns.
 func (m *Member) rehome(t wire.Tick) {
 	m.pos = m.world.Positions(m.pos[:0])
 	m.ids = m.ids[:0]
-	perCell := map[raftmeta.CellID]*raftmeta.CellLoad{}
+	var perCell map[raftmeta.CellID]*raftmeta.CellLoad
+	if m.measure {
+		perCell = map[raftmeta.CellID]*raftmeta.CellLoad{}
+	}
 	for _, p := range m.pos {
 		c := m.lookup.at(p.X, p.Z)
 		if c == nil {
 			continue
 		}
 		if c.Owner == m.self {
+			if !m.measure {
+				continue
+			}
 			cl := perCell[c.ID]
 			if cl == nil {
 				cl = &raftmeta.CellLoad{Cell: c.ID, Epoch: c.Epoch,
@@ -831,6 +844,9 @@ func (m *Member) rehome(t wire.Tick) {
 		m.stats.HandoffsOut++
 	}
 
+	if !m.measure {
+		return
+	}
 	// The load report: every owned cell, even an empty one.
 	m.load = raftmeta.Load{Entities: len(m.world.st.alive)}
 	for _, c := range m.mapv.Cells {
@@ -1158,9 +1174,13 @@ func (m *Member) deliver(wo *StepOutput) {
 		delete(m.sessions, r.Client)
 		m.out.Refused = append(m.out.Refused, r)
 	}
-	clear(m.frameBytes)
+	if m.measure {
+		clear(m.frameBytes)
+	}
 	for _, snap := range wo.Snapshots {
-		m.frameBytes[snap.Client] = len(snap.Frame)
+		if m.measure {
+			m.frameBytes[snap.Client] = len(snap.Frame)
+		}
 		if snap.Client < remoteClientBase {
 			m.out.Frames = append(m.out.Frames, snap)
 			continue
