@@ -243,8 +243,9 @@ type MemberInput struct {
 	// Map is a newer partition map, or nil.
 	Map *raftmeta.Map
 	// Fenced: the server's lease may have lapsed. A fenced Member simulates nothing, hands
-	// nothing off and takes nothing in (handoffs rejected, migrations not staged) until
-	// unfenced; it still answers peers.
+	// nothing off and accepts no handoff until unfenced; it still answers peers and stages
+	// migrations (the driver may already have proposed Staged for them; if this server is
+	// declared dead, the FSM aborts its pending changes).
 	Fenced bool
 	// DeclaredDead: the metadata service says this server is dead (its cells went elsewhere):
 	// drop everything before registering again, even if no map showing it dead arrives.
@@ -986,9 +987,6 @@ func (m *Member) onMigrate(from raftmeta.ServerID, msg wire.MigrateMsg, t wire.T
 				return // too late: already settled
 			}
 		}
-	}
-	if m.fenced {
-		return // not while this server may be declared dead: the source retries
 	}
 	if m.mapv != nil && m.mapv.Version >= uint64(k.change) {
 		if tr, ok := m.transfer(k); !ok || tr.To != m.self {
