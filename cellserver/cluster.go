@@ -44,10 +44,13 @@ type Cluster struct {
 	peers    *peerNet
 	cm       *clusterMetrics
 
-	latest   atomic.Pointer[raftmeta.Map] // newest map from the watch
-	applied  uint64                       // version given to the Member (tick goroutine)
-	leaseEnd atomic.Int64                 // Unix ns; 0: never renewed
-	fenced   bool                         // tick goroutine
+	latest  atomic.Pointer[raftmeta.Map] // newest map from the watch
+	applied uint64                       // version given to the Member (tick goroutine)
+	// leaseEnd is when the lease ends, as nanoseconds on the monotonic clock since clock0 (a
+	// wall-clock step must not stretch it); 0: never renewed.
+	leaseEnd atomic.Int64
+	clock0   time.Time
+	fenced   bool // tick goroutine
 	load     atomic.Pointer[raftmeta.Load]
 	staged   chan raftmeta.Staged
 	lastStat MemberStats // tick goroutine
@@ -180,6 +183,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 		meta:    raftmeta.NewClient(cfg.Meta, nil),
 		staged:  make(chan raftmeta.Staged, 1024),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 2)),
+		clock0:  time.Now(),
 	}
 	if c.peers, err = listenPeers(ctx, cfg.PeerListen, cfg.Member.Server, cfg.Member.Incarnation, reg, log); err != nil {
 		return nil, err
@@ -317,6 +321,11 @@ func (c *Cluster) advertise() string {
 	return c.peers.Addr()
 }
 
+// leaseLeft is how long the lease still runs (negative: lapsed), on the monotonic clock.
+func (c *Cluster) leaseLeft() time.Duration {
+	return time.Duration(c.leaseEnd.Load()) - time.Since(c.clock0)
+}
+
 // register (re)registers until it succeeds or ctx ends; the lease runs from the send time.
 func (c *Cluster) register(ctx context.Context) error {
 	for {
@@ -326,7 +335,7 @@ func (c *Cluster) register(ctx context.Context) error {
 			Capacity: c.cfg.Capacity, LeaseTTL: raftmeta.Duration(c.cfg.LeaseTTL),
 		})
 		if err == nil {
-			c.leaseEnd.Store(sent.Add(c.cfg.LeaseTTL).UnixNano())
+			c.leaseEnd.Store(int64(sent.Add(c.cfg.LeaseTTL).Sub(c.clock0)))
 			return nil
 		}
 		c.log.Warn("register failed; retrying", "err", err)
@@ -384,7 +393,7 @@ func (c *Cluster) heartbeats(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
-			c.leaseEnd.Store(sent.Add(c.cfg.LeaseTTL).UnixNano())
+			c.leaseEnd.Store(int64(sent.Add(c.cfg.LeaseTTL).Sub(c.clock0)))
 			c.cm.heartbeats.WithLabelValues("ok").Inc()
 		case errors.Is(err, raftmeta.ErrServerDead), errors.Is(err, raftmeta.ErrUnknownServer):
 			c.cm.heartbeats.WithLabelValues("dead").Inc()
@@ -408,7 +417,7 @@ func (c *Cluster) heartbeats(ctx context.Context) {
 		default:
 			c.cm.heartbeats.WithLabelValues("error").Inc()
 			if ctx.Err() == nil {
-				c.log.Warn("lease renewal failed", "err", err, "lease_left", time.Until(time.Unix(0, c.leaseEnd.Load())).Round(time.Millisecond))
+				c.log.Warn("lease renewal failed", "err", err, "lease_left", c.leaseLeft().Round(time.Millisecond))
 			}
 		}
 	}
@@ -444,14 +453,14 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		mi.Map, c.applied = mp, mp.Version
 		c.cm.mapVersion.Set(float64(mp.Version))
 	}
-	fenced := time.Now().UnixNano() >= c.leaseEnd.Load()-int64(c.cfg.FenceMargin)
+	fenced := c.leaseLeft() <= c.cfg.FenceMargin
 	if fenced != c.fenced {
 		c.fenced = fenced
 		if fenced {
 			c.cm.fenceEvents.Inc()
 			c.cm.fenced.Set(1)
 			c.log.Error("self-fenced: the lease could not be renewed in time; simulation stopped",
-				"lease_end", time.Unix(0, c.leaseEnd.Load()).Format(time.RFC3339Nano))
+				"lease_left", c.leaseLeft().Round(time.Millisecond), "fence_margin", c.cfg.FenceMargin)
 		} else {
 			c.cm.fenced.Set(0)
 			c.log.Warn("lease renewed: simulation resumed")

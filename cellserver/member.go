@@ -139,11 +139,14 @@ func (c MemberConfig) Validate() error {
 	return c.World.Validate()
 }
 
-// EntityIDBase returns the entity id base of a server's incarnation: ids are
-// server<<40 | incarnation<<24 | n, so 16 Mi entities per incarnation, never reused.
+// EntityIDBaseFor returns the entity id base of a server's incarnation: ids are
+// server<<40 | incarnation<<24 | n, so entityIDsPerIncarnation per incarnation, never reused
+// (joins are refused once they run out).
 func EntityIDBaseFor(server raftmeta.ServerID, inc uint64) wire.EntityID {
 	return wire.EntityID(uint64(server)<<40 | inc<<24)
 }
+
+const entityIDsPerIncarnation = 1 << 24
 
 // remoteClientBase is the first World client id given to sessions homed elsewhere.
 const remoteClientBase ClientID = 1 << 31
@@ -1106,6 +1109,11 @@ func (m *Member) localSessions(in *MemberInput) {
 			continue
 		}
 		if _, dup := m.sessions[o.Client]; dup {
+			continue
+		}
+		if m.world.nextID-m.cfg.World.EntityIDBase >= entityIDsPerIncarnation-1 {
+			// This incarnation's entity ids are used up: restart the server for a new range.
+			m.out.Refused = append(m.out.Refused, Refused{Client: o.Client, Reason: wire.ReasonServerFull})
 			continue
 		}
 		m.sessions[o.Client] = &session{owner: m.self}

@@ -24,8 +24,12 @@ import (
 // dropped and counted: handoffs and migrations are retried by the Member, inputs are not (a
 // dropped input is counted; the client's next input supersedes it).
 
-// peerQueue is how many frames may wait for one peer.
-const peerQueue = 8192
+// peerQueue is how many frames may wait for one peer; maxInbox how many received messages
+// may wait for the next tick.
+const (
+	peerQueue = 8192
+	maxInbox  = 1 << 16
+)
 
 type peerNet struct {
 	self raftmeta.ServerID
@@ -70,7 +74,7 @@ func newPeerMetrics(reg prometheus.Registerer) *peerMetrics {
 		sent:      c("meridian_peer_frames_sent_total", "Peer frames written to other cell servers."),
 		sentBytes: c("meridian_peer_bytes_sent_total", "Bytes of peer frames written to other cell servers."),
 		recv:      c("meridian_peer_frames_received_total", "Peer frames received and decoded."),
-		dropped:   c("meridian_peer_frames_dropped_total", "Peer frames dropped because the peer's queue was full."),
+		dropped:   c("meridian_peer_frames_dropped_total", "Peer frames dropped because a peer's send queue or the inbox was full."),
 		bad:       c("meridian_peer_frames_rejected_total", "Peer frames or connections rejected as malformed."),
 	}
 }
@@ -140,6 +144,9 @@ func (p *peerNet) read(c net.Conn) {
 		return
 	}
 	hello, err := wire.DecodePeerHelloMsg(payload)
+	if err == nil && hello.Version != wire.PeerProtocolVersion {
+		err = fmt.Errorf("peer protocol version %d, this server speaks %d", hello.Version, wire.PeerProtocolVersion)
+	}
 	if err != nil || hello.Server == 0 {
 		p.met.bad.Inc()
 		p.log.Warn("peer connection rejected: bad hello", "remote", c.RemoteAddr().String(), "err", err)
@@ -162,8 +169,16 @@ func (p *peerNet) read(c net.Conn) {
 		}
 		p.met.recv.Inc()
 		p.mu.Lock()
-		p.inbox = append(p.inbox, PeerIn{From: from, Msg: msg})
+		full := len(p.inbox) >= maxInbox
+		if !full {
+			p.inbox = append(p.inbox, PeerIn{From: from, Msg: msg})
+		}
 		p.mu.Unlock()
+		if full {
+			// The tick loop is not keeping up: drop (handoffs and migrations are retried).
+			p.met.dropped.Inc()
+			continue
+		}
 		if p.early != nil {
 			// After the append: the tick that sees the effect (a commit) finds the message.
 			p.early(from, msg)
