@@ -34,4 +34,6 @@ var (
 	ErrDuplicateEntity = errors.New("cellserver: entity already present")
 	// ErrServerFull: no room for another client.
 	ErrServerFull = errors.New("cellserver: server full")
+	// ErrNotGhost: a ghost operation on an entity that is real here.
+	ErrNotGhost = errors.New("cellserver: entity is real here, not a ghost")
 )

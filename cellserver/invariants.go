@@ -47,6 +47,18 @@ func (w *World) invariantError() error {
 	if filed != len(st.alive) {
 		return fmt.Errorf("grid: %d entries for %d entities", filed, len(st.alive))
 	}
+	ghosts := 0
+	for _, r := range st.alive {
+		if st.ghost[r] {
+			ghosts++
+			if st.owner[r] != noRow {
+				return fmt.Errorf("ghost %d is controlled by client index %d", st.ids[r], st.owner[r])
+			}
+		}
+	}
+	if ghosts != w.ghosts {
+		return fmt.Errorf("%d ghost rows, %d counted", ghosts, w.ghosts)
+	}
 	if len(w.byClient) != len(w.clients) {
 		return fmt.Errorf("clients: %d indexed, %d present", len(w.byClient), len(w.clients))
 	}

@@ -664,7 +664,7 @@ func (m *Member) freeze(k migKey, tr raftmeta.Transfer, t wire.Tick) {
 	m.pos = m.world.Positions(m.pos[:0])
 	m.ids = m.ids[:0]
 	for _, p := range m.pos {
-		if m.inRegion(tr.Region, p.X, p.Z) {
+		if !p.Ghost && m.inRegion(tr.Region, p.X, p.Z) {
 			m.ids = append(m.ids, p.ID)
 		}
 	}
@@ -809,7 +809,7 @@ func (m *Member) rehome(t wire.Tick) {
 	}
 	for _, p := range m.pos {
 		c := m.lookup.at(p.X, p.Z)
-		if c == nil {
+		if c == nil || p.Ghost {
 			continue
 		}
 		if c.Owner == m.self {

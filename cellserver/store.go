@@ -19,6 +19,7 @@ type store struct {
 	kind   []uint8
 	action []uint8
 	owner  []int32 // index of the owning client in World.clients; noRow for none
+	ghost  []bool  // a read-only copy of an entity another server owns (ghost.go)
 	cell   []int32 // AOI grid cell
 	cellAt []int32 // index within the grid cell's entry list
 	// changedAt is the last tick at which the row's state was not the exact extrapolation of
@@ -60,6 +61,7 @@ func (s *store) add(id wire.EntityID) int32 {
 		s.kind = append(s.kind, 0)
 		s.action = append(s.action, 0)
 		s.owner = append(s.owner, noRow)
+		s.ghost = append(s.ghost, false)
 		s.cell = append(s.cell, noRow)
 		s.cellAt = append(s.cellAt, noRow)
 		s.alivePos = append(s.alivePos, noRow)
@@ -71,6 +73,7 @@ func (s *store) add(id wire.EntityID) int32 {
 	s.vx[r], s.vz[r] = 0, 0
 	s.yaw[r], s.kind[r], s.action[r] = 0, 0, 0
 	s.owner[r], s.cell[r], s.cellAt[r] = noRow, noRow, noRow
+	s.ghost[r] = false
 	s.alivePos[r] = int32(len(s.alive))
 	s.alive = append(s.alive, r)
 	s.byID[id] = r
@@ -88,6 +91,7 @@ func (s *store) remove(r int32, t wire.Tick) {
 	s.alivePos[r] = noRow
 	s.ids[r] = 0
 	s.owner[r] = noRow
+	s.ghost[r] = false
 	s.freedAt[r] = t
 	s.free = append(s.free, r)
 }

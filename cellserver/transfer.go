@@ -23,11 +23,11 @@ type Exported struct {
 }
 
 // Export removes the entities ids (as of the next Step) with their clients and appends their
-// state to dst. Unknown ids are skipped. Call it between Steps.
+// state to dst. Unknown ids and ghosts are skipped. Call it between Steps.
 func (w *World) Export(dst []Exported, ids ...wire.EntityID) []Exported {
 	for _, id := range ids {
 		r, ok := w.st.lookup(id)
-		if !ok {
+		if !ok || w.st.ghost[r] {
 			continue
 		}
 		e := Exported{ID: id, State: w.st.state(r), LastTick: w.tick}
@@ -65,16 +65,8 @@ func (w *World) dropClient(i int32) {
 // outside the world or a velocity component is out of bounds; a full World (MaxClients) takes
 // it anyway. Call it between Steps.
 func (w *World) Import(e Exported) error {
-	s := e.State
-	switch {
-	case e.ID == 0:
-		return fmt.Errorf("%w: entity id 0", ErrBadImport)
-	case s.X < w.minX || s.X > w.maxX || s.Z < w.minZ || s.Z > w.maxZ:
-		return fmt.Errorf("%w: entity %d at (%d, %d) is outside the world", ErrBadImport, e.ID, s.X, s.Z)
-	case s.VX < -maxVelUnits || s.VX > maxVelUnits || s.VZ < -maxVelUnits || s.VZ > maxVelUnits:
-		return fmt.Errorf("%w: entity %d velocity (%d, %d) out of bounds", ErrBadImport, e.ID, s.VX, s.VZ)
-	case s.Yaw >= wire.YawSteps:
-		return fmt.Errorf("%w: entity %d yaw %d out of bounds", ErrBadImport, e.ID, s.Yaw)
+	if err := w.validState(e.ID, e.State); err != nil {
+		return err
 	}
 	if _, dup := w.st.lookup(e.ID); dup {
 		return fmt.Errorf("%w: entity %d", ErrDuplicateEntity, e.ID)
@@ -85,9 +77,7 @@ func (w *World) Import(e Exported) error {
 		return fmt.Errorf("%w: client %d already present", ErrBadImport, e.Client)
 	}
 	r := w.st.add(e.ID)
-	w.st.x[r], w.st.y[r], w.st.z[r] = s.X, s.Y, s.Z
-	w.st.vx[r], w.st.vz[r] = s.VX, s.VZ
-	w.st.yaw[r], w.st.kind[r], w.st.action[r] = s.Yaw, s.Kind, s.Action
+	w.setState(r, e.State)
 	w.grid.insert(&w.st, r)
 	if e.Client != 0 {
 		w.addClient(e.Client, r, e.LastSeq, e.LastTick)
@@ -95,18 +85,42 @@ func (w *World) Import(e Exported) error {
 	return nil
 }
 
-// EntityPos is an entity's position (position units) and whether a client controls it.
+// validState checks an entity's state for Import and UpsertGhost.
+func (w *World) validState(id wire.EntityID, s wire.EntityState) error {
+	switch {
+	case id == 0:
+		return fmt.Errorf("%w: entity id 0", ErrBadImport)
+	case s.X < w.minX || s.X > w.maxX || s.Z < w.minZ || s.Z > w.maxZ:
+		return fmt.Errorf("%w: entity %d at (%d, %d) is outside the world", ErrBadImport, id, s.X, s.Z)
+	case s.VX < -maxVelUnits || s.VX > maxVelUnits || s.VZ < -maxVelUnits || s.VZ > maxVelUnits:
+		return fmt.Errorf("%w: entity %d velocity (%d, %d) out of bounds", ErrBadImport, id, s.VX, s.VZ)
+	case s.Yaw >= wire.YawSteps:
+		return fmt.Errorf("%w: entity %d yaw %d out of bounds", ErrBadImport, id, s.Yaw)
+	}
+	return nil
+}
+
+// setState writes a row's components (the caller keeps the AOI grid in step).
+func (w *World) setState(r int32, s wire.EntityState) {
+	w.st.x[r], w.st.y[r], w.st.z[r] = s.X, s.Y, s.Z
+	w.st.vx[r], w.st.vz[r] = s.VX, s.VZ
+	w.st.yaw[r], w.st.kind[r], w.st.action[r] = s.Yaw, s.Kind, s.Action
+}
+
+// EntityPos is an entity's position (position units), whether a client controls it, and
+// whether it is a ghost.
 type EntityPos struct {
 	ID     wire.EntityID
 	X, Z   int32
 	Client ClientID // 0: none
+	Ghost  bool
 }
 
 // Positions appends every entity's position to dst, in the store's order (deterministic for a
 // given history of Steps, Exports and Imports).
 func (w *World) Positions(dst []EntityPos) []EntityPos {
 	for _, r := range w.st.alive {
-		p := EntityPos{ID: w.st.ids[r], X: w.st.x[r], Z: w.st.z[r]}
+		p := EntityPos{ID: w.st.ids[r], X: w.st.x[r], Z: w.st.z[r], Ghost: w.st.ghost[r]}
 		if ci := w.st.owner[r]; ci != noRow {
 			p.Client = w.clients[ci].id
 		}

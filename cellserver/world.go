@@ -158,6 +158,7 @@ type World struct {
 	grid grid
 	aoi  aoi
 
+	ghosts   int // rows that are ghosts (ghost.go)
 	clients  []client
 	byClient map[ClientID]int32 // → index in clients
 	spare    []viewLog          // departed clients' logs, to reuse their buffers
@@ -270,7 +271,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 		start = end
 	}
 	out.BytesOut = len(w.buf)
-	out.Entities = len(w.st.alive)
+	out.Entities = len(w.st.alive) - w.ghosts
 	out.Clients = len(w.clients)
 	if invariantsEnabled {
 		w.checkInvariants()
@@ -530,11 +531,13 @@ func (w *World) Entity(id wire.EntityID) (wire.EntityState, bool) {
 	return w.st.state(r), true
 }
 
-// EntityIDs returns the ids of all entities, ascending, in a new slice.
+// EntityIDs returns the ids of the real entities (not ghosts), ascending, in a new slice.
 func (w *World) EntityIDs() []wire.EntityID {
-	ids := make([]wire.EntityID, 0, len(w.st.alive))
+	ids := make([]wire.EntityID, 0, len(w.st.alive)-w.ghosts)
 	for _, r := range w.st.alive {
-		ids = append(ids, w.st.ids[r])
+		if !w.st.ghost[r] {
+			ids = append(ids, w.st.ids[r])
+		}
 	}
 	slices.Sort(ids)
 	return ids
@@ -563,7 +566,7 @@ func (w *World) AddNPC(pos [2]float64, vel [2]int32, kind uint8) wire.EntityID {
 // reports false for an unknown id or a client's entity.
 func (w *World) SetNPCVelocity(id wire.EntityID, vel [2]int32) bool {
 	r, ok := w.st.lookup(id)
-	if !ok || w.st.owner[r] != noRow {
+	if !ok || w.st.owner[r] != noRow || w.st.ghost[r] {
 		return false
 	}
 	w.st.vx[r] = min(max(vel[0], -maxVelUnits), maxVelUnits)
@@ -574,7 +577,7 @@ func (w *World) SetNPCVelocity(id wire.EntityID, vel [2]int32) bool {
 // RemoveNPC removes an NPC. It reports false for an unknown id or a client's entity.
 func (w *World) RemoveNPC(id wire.EntityID) bool {
 	r, ok := w.st.lookup(id)
-	if !ok || w.st.owner[r] != noRow {
+	if !ok || w.st.owner[r] != noRow || w.st.ghost[r] {
 		return false
 	}
 	w.removeRow(r, w.tick+1) // as of the next Step
