@@ -52,14 +52,16 @@ const (
 type PeerType uint8
 
 const (
-	PeerHello      PeerType = 1 // either way, first frame of a link
-	PeerMigrate    PeerType = 2 // source → target of a cell split / merge / move
-	PeerHandoff    PeerType = 3 // old owner → new owner of one entity
-	PeerHandoffAck PeerType = 4 // new owner → old owner
-	PeerInput      PeerType = 5 // session home → entity owner (forwarded client input)
-	PeerAck        PeerType = 6 // session home → entity owner (forwarded snapshot ack)
-	PeerLeave      PeerType = 7 // session home → entity owner (the client went away)
-	PeerFrame      PeerType = 8 // entity owner → session home (a snapshot frame for the client)
+	PeerHello      PeerType = 1  // either way, first frame of a link
+	PeerMigrate    PeerType = 2  // source → target of a cell split / merge / move
+	PeerHandoff    PeerType = 3  // old owner → new owner of one entity
+	PeerHandoffAck PeerType = 4  // new owner → old owner
+	PeerInput      PeerType = 5  // session home → entity owner (forwarded client input)
+	PeerAck        PeerType = 6  // session home → entity owner (forwarded snapshot ack)
+	PeerLeave      PeerType = 7  // session home → entity owner (the client went away)
+	PeerFrame      PeerType = 8  // entity owner → session home (a snapshot frame for the client)
+	PeerGhosts     PeerType = 9  // entity owner → neighbour: this tick's state of its ghosts there
+	PeerGhostGone  PeerType = 10 // entity owner → neighbour: stop ghosting these entities
 )
 
 var peerNames = [...]string{
@@ -71,6 +73,8 @@ var peerNames = [...]string{
 	PeerAck:        "peer-ack",
 	PeerLeave:      "leave",
 	PeerFrame:      "peer-frame",
+	PeerGhosts:     "ghosts",
+	PeerGhostGone:  "ghost-gone",
 }
 
 // String returns the peer message type's name, or "peer(N)" for an unknown type.
@@ -390,6 +394,10 @@ func DecodePeer(t PeerType, payload []byte) (PeerMessage, error) {
 		return decodePeerAs(DecodeLeaveMsg, payload)
 	case PeerFrame:
 		return decodePeerAs(DecodeFrameMsg, payload)
+	case PeerGhosts:
+		return decodePeerAs(DecodeGhostsMsg, payload)
+	case PeerGhostGone:
+		return decodePeerAs(DecodeGhostGoneMsg, payload)
 	}
 	return nil, fmt.Errorf("%w: peer type %d", ErrUnknownMsgType, uint8(t))
 }

@@ -55,6 +55,9 @@ func validPeerMessages() []PeerMessage {
 		&FrameMsg{Client: 1, Entity: 2, AuthEpoch: 0, Frame: []byte{1, 0, byte(MsgSnapshot)}},
 		&FrameMsg{Client: math.MaxUint32, Entity: math.MaxUint64, AuthEpoch: math.MaxUint64,
 			Frame: bytes.Repeat([]byte{0xA5}, MaxForwardedFrame)},
+		&GhostsMsg{Tick: 1},
+		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64}}},
+		&GhostGoneMsg{Entities: []GhostRef{{ID: 1}, {ID: math.MaxUint64, AuthEpoch: math.MaxUint64}}},
 	}
 }
 
@@ -276,7 +279,7 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 }
 
 func TestDecodePeerUnknownTypes(t *testing.T) {
-	for _, typ := range []PeerType{0, 9, 100, 255} {
+	for _, typ := range []PeerType{0, 11, 100, 255} {
 		if m, err := DecodePeer(typ, []byte{1, 2, 3}); !errors.Is(err, ErrUnknownMsgType) || m != nil {
 			t.Errorf("type %d: %v %v", typ, m, err)
 		}
@@ -812,4 +815,53 @@ func BenchmarkMigrateDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(frame))/benchMigrateEntities, "B/entity")
+}
+
+// TestGhostMessages: round trips, and the rejections of malformed ghost messages.
+func TestGhostMessages(t *testing.T) {
+	g := GhostsMsg{Tick: 77, Entities: []EntityRecord{
+		{ID: 5, X: -3, Y: 1, Z: 1 << 20, VX: 9, VZ: -9, Yaw: 1023, Kind: 2, Action: 1, AuthEpoch: 4},
+		{ID: 1 << 60, AuthEpoch: 1},
+	}}
+	gone := GhostGoneMsg{Entities: []GhostRef{{ID: 5, AuthEpoch: 4}, {ID: 9, AuthEpoch: 0}}}
+	for _, m := range []PeerMessage{&g, &GhostsMsg{Tick: 1}, &gone} {
+		b, err := m.AppendFrame(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, payload, rest, err := SplitPeerFrame(b)
+		if err != nil || len(rest) != 0 || typ != m.Type() {
+			t.Fatalf("%v: split: %v", m.Type(), err)
+		}
+		got, err := DecodePeer(typ, payload)
+		if err != nil {
+			t.Fatalf("%v: %v", m.Type(), err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("%v: decoded %+v, want %+v", m.Type(), got, m)
+		}
+		for cut := 0; cut < len(payload); cut++ {
+			if _, err := DecodePeer(typ, payload[:cut]); err == nil {
+				t.Fatalf("%v cut at %d decoded", m.Type(), cut)
+			}
+		}
+		if _, err := DecodePeer(typ, append(slices.Clone(payload), 0)); err == nil {
+			t.Fatalf("%v with a trailing byte decoded", m.Type())
+		}
+	}
+	for name, m := range map[string]PeerMessage{
+		"tick 0":         &GhostsMsg{},
+		"session fields": &GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, Home: 2, Client: 3}}},
+		"entity 0":       &GhostsMsg{Tick: 1, Entities: []EntityRecord{{}}},
+		"no references":  &GhostGoneMsg{},
+		"reference to 0": &GhostGoneMsg{Entities: []GhostRef{{}}},
+	} {
+		if _, err := m.AppendFrame(nil); err == nil {
+			t.Errorf("%s: encoded", name)
+		}
+	}
+	huge := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 1), MaxGhosts+1)
+	if _, err := DecodeGhostsMsg(huge); !errors.Is(err, ErrTooManyEntities) {
+		t.Fatalf("a count beyond MaxGhosts: %v", err)
+	}
 }
