@@ -81,6 +81,11 @@ type Member struct {
 	measure    bool             // this tick measures the load (loadEvery, or a newer map)
 	frameBytes map[ClientID]int // this tick's snapshot size per World client (0: none)
 
+	ghostTo    map[wire.EntityID][]raftmeta.ServerID // real entities: the servers they are ghosted to
+	ghostOf    map[wire.EntityID]ghostMeta           // ghosts held here
+	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
+	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
+
 	stepIn StepInput
 	out    MemberOutput
 	stats  MemberStats
@@ -112,6 +117,13 @@ type MemberConfig struct {
 	// RejectBackoffTicks: an entity whose handoff was rejected stays here at least this long
 	// before it is offered again.
 	RejectBackoffTicks int
+	// GhostDistance (metres; 0: no ghosts) is how near a cell of another server a real entity
+	// must come to be ghosted there; at least the AOI's enter radius, so a client near the
+	// border sees everything within it. GhostHysteresis (metres) is how much further it must
+	// go to be un-ghosted. GhostExpireTicks: a ghost no update refreshed for this long is
+	// dropped.
+	GhostDistance, GhostHysteresis float64
+	GhostExpireTicks               int
 }
 
 // DefaultMemberConfig returns a configuration for server id, incarnation inc.
@@ -119,6 +131,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 	return MemberConfig{
 		Server: id, Incarnation: inc, World: DefaultConfig(),
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
+		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 20,
 	}
 }
 
@@ -135,6 +148,12 @@ func (c MemberConfig) Validate() error {
 		return configErr("MemberConfig.RememberTicks", c.RememberTicks, "must be ≥ 4 × RetryTicks (%d)", c.RetryTicks*4)
 	case c.RejectBackoffTicks < 1:
 		return configErr("MemberConfig.RejectBackoffTicks", c.RejectBackoffTicks, "must be ≥ 1")
+	case c.GhostDistance != 0 && !(c.GhostDistance >= c.World.AOIEnterRadius && c.GhostDistance <= MaxAOIRadius):
+		return configErr("MemberConfig.GhostDistance", c.GhostDistance, "must be 0 (off) or in [World.AOIEnterRadius (%v), %d]", c.World.AOIEnterRadius, MaxAOIRadius)
+	case !(c.GhostHysteresis >= 0 && c.GhostHysteresis <= MaxAOIRadius):
+		return configErr("MemberConfig.GhostHysteresis", c.GhostHysteresis, "must be in [0, %d]", MaxAOIRadius)
+	case c.GhostExpireTicks < 2:
+		return configErr("MemberConfig.GhostExpireTicks", c.GhostExpireTicks, "must be ≥ 2")
 	}
 	return c.World.Validate()
 }
@@ -288,6 +307,9 @@ type MemberStats struct {
 	Forwarded, Held, Unroutable int
 	StaleFrames                 int // frames from an owner older than the newest seen
 	OrphanLeaves                int // leaves re-sent because an owner sent frames for a session gone here
+	// Ghost updates sent (records), ghosts dropped for want of updates, and updates ignored
+	// because they came from an older owner than the ghost's.
+	GhostUpdatesOut, GhostsExpired, StaleGhosts int
 	ImportErrors                int
 	EntitiesDropped             int // entities dropped because this server was declared dead or a session's home died
 	SessionsLost                int
@@ -322,6 +344,10 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		forward:    map[wire.EntityID]forwardTo{},
 		backoff:    map[wire.EntityID]wire.Tick{},
 		frameBytes: map[ClientID]int{},
+		ghostTo:    map[wire.EntityID][]raftmeta.ServerID{},
+		ghostOf:    map[wire.EntityID]ghostMeta{},
+		ghostBatch: map[raftmeta.ServerID][]wire.EntityRecord{},
+		ghostGone:  map[raftmeta.ServerID][]wire.GhostRef{},
 		nextXfer:   cfg.Incarnation << 32,
 	}, nil
 }
@@ -429,6 +455,7 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 			m.freeze(f.key, f.tr, t)
 		}
 		m.toFreeze = m.toFreeze[:0]
+		m.ghost(t)
 	} else {
 		// Nothing is simulated: inputs and acks are void; joins and leaves wait.
 		m.stepIn.Inputs, m.stepIn.Acks = m.stepIn.Inputs[:0], m.stepIn.Acks[:0]
@@ -669,7 +696,7 @@ func (m *Member) freeze(k migKey, tr raftmeta.Transfer, t wire.Tick) {
 		}
 	}
 	slices.Sort(m.ids)
-	m.exp = m.world.Export(m.exp[:0], m.ids...)
+	m.exp = m.depart(m.exp[:0], t, m.ids)
 	msg := wire.MigrateMsg{
 		Change: uint64(k.change), Transfer: uint32(k.transfer), Cell: uint64(tr.Cell), Epoch: uint64(tr.Epoch),
 		Tick: t, Entities: make([]wire.EntityRecord, 0, len(m.exp)),
@@ -682,9 +709,42 @@ func (m *Member) freeze(k migKey, tr raftmeta.Transfer, t wire.Tick) {
 	m.send(tr.To, &m.migrations[k].msg)
 }
 
+// depart takes entities out of the World to hand them to another server: an entity near one of
+// this server's cells stays as a ghost (World.Demote: its row and view slots stay, and the new
+// owner's ghost updates take it over); any other leaves (World.Export).
+func (m *Member) depart(dst []Exported, t wire.Tick, ids []wire.EntityID) []Exported {
+	_, leave2 := m.ghostDistance2()
+	for _, id := range ids {
+		st, ok := m.world.Entity(id)
+		if !ok {
+			continue
+		}
+		near := false
+		if m.cfg.GhostDistance > 0 {
+			for i := range m.mapv.Cells {
+				c := &m.mapv.Cells[i]
+				if c.Owner == m.self && rectDist2(c.Bounds, st.X, st.Z) <= leave2 {
+					near = true
+					break
+				}
+			}
+		}
+		if !near {
+			dst = m.world.Export(dst, id)
+			continue
+		}
+		var ok2 bool
+		if dst, ok2 = m.world.Demote(dst, id); ok2 {
+			m.ghostOf[id] = ghostMeta{owner: 0, auth: m.ents[id].auth, seen: t}
+		}
+	}
+	return dst
+}
+
 // record turns an exported entity into the wire record, forgetting its local client mapping.
 func (m *Member) record(e Exported) wire.EntityRecord {
 	meta := m.ents[e.ID]
+	m.unghost(e.ID, meta.auth, false)
 	delete(m.ents, e.ID)
 	if e.Client != 0 {
 		if key, ok := m.remoteOf[e.Client]; ok {
@@ -703,6 +763,7 @@ func (m *Member) record(e Exported) wire.EntityRecord {
 // home is gone).
 func (m *Member) forget(es []Exported) {
 	for _, e := range es {
+		m.unghost(e.ID, m.ents[e.ID].auth, true)
 		m.record(e)
 	}
 }
@@ -726,7 +787,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		LastSeq:  r.LastSeq,
 		LastTick: last,
 	}
-	if err := m.world.Import(e); err != nil {
+	if err := m.world.Promote(e); err != nil { // a ghost here becomes the real entity in place
 		m.stats.ImportErrors++
 		return err
 	}
@@ -735,6 +796,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		delete(m.handoffs, x)
 		delete(m.inFlight, r.ID)
 	}
+	delete(m.ghostOf, r.ID)
 	auth := r.AuthEpoch
 	if bump {
 		auth++
@@ -780,6 +842,12 @@ func (m *Member) dropEverything() {
 	clear(m.frozen)
 	clear(m.staged)
 	clear(m.incoming)
+	for _, id := range m.world.GhostIDs() {
+		m.world.RemoveGhost(id)
+	}
+	clear(m.ghostOf)
+	clear(m.ghostTo)
+	clear(m.ghostGone)
 	m.toFreeze = m.toFreeze[:0]
 	clear(m.held)
 	clear(m.forward)
@@ -837,7 +905,7 @@ func (m *Member) rehome(t wire.Tick) {
 		m.ids = append(m.ids, p.ID)
 	}
 	slices.Sort(m.ids)
-	m.exp = m.world.Export(m.exp[:0], m.ids...)
+	m.exp = m.depart(m.exp[:0], t, m.ids)
 	for _, e := range m.exp {
 		c := m.lookup.at(e.State.X, e.State.Z)
 		m.nextXfer++
@@ -931,6 +999,10 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 		m.routeLeave(*msg, t)
 	case *wire.FrameMsg:
 		m.onFrame(p.From, *msg)
+	case *wire.GhostsMsg:
+		m.onGhosts(p.From, *msg, t)
+	case *wire.GhostGoneMsg:
+		m.onGhostGone(*msg)
 	}
 }
 

@@ -132,13 +132,25 @@ func TestHandoffAcrossBorder(t *testing.T) {
 		t.Fatalf("server 2 real %v after the handoff", p.real(2))
 	}
 	ack := p.from(2)
-	if len(ack) != 2 { // the ack, and the first frame for the session (to its home)
-		t.Fatalf("server 2 sent %+v", p.sent[2])
+	var types []wire.PeerType
+	for _, m := range ack {
+		types = append(types, m.Msg.Type())
+	}
+	// The ack, the first frame for the session (to its home), and a ghost of the entity for
+	// server 1 (it is right by server 1's cell).
+	if !slices.Equal(types, []wire.PeerType{wire.PeerHandoffAck, wire.PeerFrame, wire.PeerGhosts}) {
+		t.Fatalf("server 2 sent %v", types)
+	}
+	if !p.m[1].World().IsGhost(e) {
+		t.Fatal("server 1 did not keep the handed-off entity as a ghost")
 	}
 	p.tick = 4
 	p.step(1, MemberInput{}, ack...)
 	if len(p.inFlight(1)) != 0 || len(p.outs[1].Frames) != 1 {
 		t.Fatalf("server 1 after the ack: in flight %v, frames %d", p.inFlight(1), len(p.outs[1].Frames))
+	}
+	if g := p.m[1].Ghosts(); len(g) != 1 || g[0].ID != e || g[0].Owner != 2 || g[0].Auth != 2 {
+		t.Fatalf("server 1's ghosts %+v: want entity %d from server 2 at authority 2", g, e)
 	}
 	// The held input was forwarded to server 2.
 	fwd := p.from(1)

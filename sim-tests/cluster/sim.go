@@ -128,6 +128,8 @@ type Report struct {
 	Trace uint64
 	// StepTimes[i] are server i+1's Step wall times (only with Options.TimeSteps).
 	StepTimes [][]time.Duration
+	// GhostTicks sums the ghosts held over all ticks and servers.
+	GhostTicks int
 	// Formed is the first tick at which 90 % of the bots were within 60 m of their target
 	// (0: never).
 	Formed int
@@ -193,6 +195,9 @@ type Sim struct {
 }
 
 const epoch = int64(1_700_000_000) * int64(time.Second)
+
+// ghostExpire is the members' GhostExpireTicks (the default).
+var ghostExpire = cellserver.DefaultMemberConfig(1, 1).GhostExpireTicks
 
 func (s *Sim) now() int64 { return epoch + int64(s.tick)*int64(50*time.Millisecond) }
 
@@ -687,6 +692,26 @@ func (s *Sim) check() error {
 		}
 	}
 	s.hash = h.Sum64()
+	// Ghosts: never newer than the real entity, never held past their expiry.
+	for _, sv := range s.servers {
+		if sv.dead {
+			continue
+		}
+		for _, g := range sv.member.Ghosts() {
+			if r, ok := owner[g.ID]; ok {
+				if r == sv.id {
+					return fmt.Errorf("entity %d is real and a ghost on server %d", g.ID, sv.id)
+				}
+				if a, _ := s.server(r).member.AuthOf(g.ID); g.Auth > a {
+					return fmt.Errorf("server %d's ghost of entity %d has authority %d, newer than its real copy's %d on server %d", sv.id, g.ID, g.Auth, a, r)
+				}
+			}
+			if int(wire.Tick(s.tick)-g.Seen) > ghostExpire+1 {
+				return fmt.Errorf("server %d holds ghost %d last updated at tick %d", sv.id, g.ID, g.Seen)
+			}
+			s.rep.GhostTicks++
+		}
+	}
 	for _, bt := range s.bots {
 		if bt.entity != 0 && !held[bt.entity] && !s.killed[bt.entity] {
 			return fmt.Errorf("entity %d (bot %d homed on %d) is on no server", bt.entity, bt.client, bt.home.id)

@@ -37,7 +37,7 @@ func logTrace(t *testing.T) func(string) {
 // every tick of every seed, and the cluster did split and hand off (so the run tested
 // something).
 func TestSimSeeds(t *testing.T) {
-	var splits, handoffs, migrated int
+	var splits, handoffs, migrated, ghostTicks int
 	for _, seed := range seeds(6, 200) {
 		o := DefaultOptions(seed)
 		if *long {
@@ -56,12 +56,13 @@ func TestSimSeeds(t *testing.T) {
 		splits += rep.Splits
 		handoffs += rep.Handoffs
 		migrated += rep.Migrated
+		ghostTicks += rep.GhostTicks
 		t.Logf("seed %d: splits %d shifts %d merges %d moves %d aborted %d handoffs %d migrated %d frozen %v %v max/mean p50 %.2f",
 			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.FrozenHandoff, rep.FrozenMigration,
 			Quantile(rep.MaxOverMean, 0.5))
 	}
-	if splits == 0 || handoffs == 0 || migrated == 0 {
-		t.Fatalf("nothing happened: %d splits, %d handoffs, %d migrated entities", splits, handoffs, migrated)
+	if splits == 0 || handoffs == 0 || migrated == 0 || ghostTicks == 0 {
+		t.Fatalf("nothing happened: %d splits, %d handoffs, %d migrated entities, %d ghost-ticks", splits, handoffs, migrated, ghostTicks)
 	}
 }
 
