@@ -310,9 +310,9 @@ type MemberStats struct {
 	// Ghost updates sent (records), ghosts dropped for want of updates, and updates ignored
 	// because they came from an older owner than the ghost's.
 	GhostUpdatesOut, GhostsExpired, StaleGhosts int
-	ImportErrors                int
-	EntitiesDropped             int // entities dropped because this server was declared dead or a session's home died
-	SessionsLost                int
+	ImportErrors                                int
+	EntitiesDropped                             int // entities dropped because this server was declared dead or a session's home died
+	SessionsLost                                int
 }
 
 // NewMember returns a Member with an empty World.
