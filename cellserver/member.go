@@ -772,6 +772,22 @@ func (m *Member) forget(es []Exported) {
 // server); last is the last tick it was simulated, counted in frozen (a Stats histogram).
 func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last wire.Tick, frozen *[8]int) error {
 	home := SessionKey{Home: raftmeta.ServerID(r.Home), Client: ClientID(r.Client)}
+	if home.Home == m.self {
+		if s, ok := m.sessions[home.Client]; !ok || s.entity != r.ID {
+			// Its session, homed here, has closed (its Leave chased the entity and may have been
+			// lost on the way): the entity comes home to an empty seat and leaves the world.
+			m.stats.OrphanLeaves++
+			if _, ghost := m.ghostOf[r.ID]; ghost {
+				m.dropGhost(r.ID)
+			}
+			if x, ok := m.inFlight[r.ID]; ok {
+				delete(m.handoffs, x)
+				delete(m.inFlight, r.ID)
+			}
+			delete(m.held, r.ID)
+			return nil
+		}
+	}
 	var wc ClientID
 	if home.Home != 0 {
 		if home.Home == m.self {
