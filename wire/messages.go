@@ -110,8 +110,9 @@ func decodeAs[T any, PT interface {
 	return PT(&m), nil
 }
 
-// checkSize returns the error for a fixed-size payload of the wrong length.
-func checkSize(t MsgType, payload []byte, want int) error {
+// checkSize returns the error for a fixed-size payload (of a client or a peer message type) of
+// the wrong length.
+func checkSize[T MsgType | PeerType](t T, payload []byte, want int) error {
 	switch {
 	case len(payload) < want:
 		return fmt.Errorf("%w: %v payload of %d bytes, want %d", ErrTruncated, t, len(payload), want)

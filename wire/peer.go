@@ -426,16 +426,6 @@ const (
 	migrateHead    = 8 + 4 + 8 + 8 + 4
 )
 
-func checkPeerSize(t PeerType, payload []byte, want int) error {
-	switch {
-	case len(payload) < want:
-		return fmt.Errorf("%w: %v payload of %d bytes, want %d", ErrTruncated, t, len(payload), want)
-	case len(payload) > want:
-		return fmt.Errorf("%w: %v payload of %d bytes, want %d", ErrTrailingBytes, t, len(payload), want)
-	}
-	return nil
-}
-
 // appendPeerFixed starts a frame of a fixed-size peer message whose payload is size bytes and
 // returns the buffer and the payload to fill in.
 func appendPeerFixed(dst []byte, t PeerType, size int) (buf, payload []byte) {
@@ -481,7 +471,7 @@ func (m *PeerHelloMsg) Validate() error {
 
 // DecodePeerHelloMsg decodes a PeerHello payload. The version is not checked here.
 func DecodePeerHelloMsg(payload []byte) (PeerHelloMsg, error) {
-	if err := checkPeerSize(PeerHello, payload, peerHelloSize); err != nil {
+	if err := checkSize(PeerHello, payload, peerHelloSize); err != nil {
 		return PeerHelloMsg{}, err
 	}
 	m := PeerHelloMsg{
@@ -602,7 +592,7 @@ func (m *HandoffMsg) Validate() error {
 
 // DecodeHandoffMsg decodes a Handoff payload.
 func DecodeHandoffMsg(payload []byte) (HandoffMsg, error) {
-	if err := checkPeerSize(PeerHandoff, payload, handoffSize); err != nil {
+	if err := checkSize(PeerHandoff, payload, handoffSize); err != nil {
 		return HandoffMsg{}, err
 	}
 	p := payload
@@ -688,7 +678,7 @@ func (m *HandoffAckMsg) Validate() error {
 
 // DecodeHandoffAckMsg decodes a HandoffAck payload.
 func DecodeHandoffAckMsg(payload []byte) (HandoffAckMsg, error) {
-	if err := checkPeerSize(PeerHandoffAck, payload, handoffAckSize); err != nil {
+	if err := checkSize(PeerHandoffAck, payload, handoffAckSize); err != nil {
 		return HandoffAckMsg{}, err
 	}
 	m := HandoffAckMsg{Transfer: binary.LittleEndian.Uint64(payload), Result: payload[8]}
@@ -733,7 +723,7 @@ func (m *InputMsg) Validate() error {
 
 // DecodeInputMsg decodes a peer Input payload.
 func DecodeInputMsg(payload []byte) (InputMsg, error) {
-	if err := checkPeerSize(PeerInput, payload, peerInputSize); err != nil {
+	if err := checkSize(PeerInput, payload, peerInputSize); err != nil {
 		return InputMsg{}, err
 	}
 	p := payload
@@ -784,7 +774,7 @@ func (m *AckMsg) Validate() error {
 
 // DecodeAckMsg decodes a peer Ack payload.
 func DecodeAckMsg(payload []byte) (AckMsg, error) {
-	if err := checkPeerSize(PeerAck, payload, peerAckSize); err != nil {
+	if err := checkSize(PeerAck, payload, peerAckSize); err != nil {
 		return AckMsg{}, err
 	}
 	p := payload
@@ -824,7 +814,7 @@ func (m *LeaveMsg) Validate() error {
 
 // DecodeLeaveMsg decodes a Leave payload.
 func DecodeLeaveMsg(payload []byte) (LeaveMsg, error) {
-	if err := checkPeerSize(PeerLeave, payload, leaveSize); err != nil {
+	if err := checkSize(PeerLeave, payload, leaveSize); err != nil {
 		return LeaveMsg{}, err
 	}
 	p := payload
@@ -882,7 +872,7 @@ func DecodeFrameMsg(payload []byte) (FrameMsg, error) {
 	if n > MaxForwardedFrame {
 		return FrameMsg{}, fmt.Errorf("%w: forwarded client frame of %d bytes, max %d", ErrFrameTooLarge, n, MaxForwardedFrame)
 	}
-	if err := checkPeerSize(PeerFrame, payload, frameMsgHead+int(n)); err != nil {
+	if err := checkSize(PeerFrame, payload, frameMsgHead+int(n)); err != nil {
 		return FrameMsg{}, err
 	}
 	m := FrameMsg{

@@ -79,7 +79,7 @@ func DecodeGhostsMsg(payload []byte) (GhostsMsg, error) {
 	if n > MaxGhosts {
 		return GhostsMsg{}, fmt.Errorf("%w: %d ghosts, max %d", ErrTooManyEntities, n, MaxGhosts)
 	}
-	if err := checkPeerSize(PeerGhosts, payload, 8+n*recordSize); err != nil {
+	if err := checkSize(PeerGhosts, payload, 8+n*recordSize); err != nil {
 		return GhostsMsg{}, err
 	}
 	m := GhostsMsg{Tick: Tick(binary.LittleEndian.Uint32(payload[0:]))}
@@ -136,7 +136,7 @@ func DecodeGhostGoneMsg(payload []byte) (GhostGoneMsg, error) {
 	if n > MaxGhosts {
 		return GhostGoneMsg{}, fmt.Errorf("%w: %d ghost references, max %d", ErrTooManyEntities, n, MaxGhosts)
 	}
-	if err := checkPeerSize(PeerGhostGone, payload, 4+n*ghostRefSize); err != nil {
+	if err := checkSize(PeerGhostGone, payload, 4+n*ghostRefSize); err != nil {
 		return GhostGoneMsg{}, err
 	}
 	m := GhostGoneMsg{Entities: make([]GhostRef, n)}
