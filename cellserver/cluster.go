@@ -522,7 +522,7 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		c.load.Store(&l)
 	}
 	if out.World == nil {
-		c.idle = StepOutput{Entities: len(c.member.World().st.alive), Clients: len(c.member.World().clients)}
+		c.idle = StepOutput{Entities: len(c.member.World().st.alive) - c.member.World().ghosts, Clients: len(c.member.World().clients)}
 		return &c.idle
 	}
 	return out.World

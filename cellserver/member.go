@@ -936,7 +936,7 @@ func (m *Member) rehome(t wire.Tick) {
 		return
 	}
 	// The load report: every owned cell, even an empty one.
-	m.load = raftmeta.Load{Entities: len(m.world.st.alive)}
+	m.load = raftmeta.Load{Entities: len(m.world.st.alive) - m.world.ghosts} // real entities only
 	for _, c := range m.mapv.Cells {
 		if c.Owner != m.self {
 			continue

@@ -170,6 +170,11 @@ func TestHandoffAcrossBorder(t *testing.T) {
 	if len(p.sent[1]) != 1 || p.sent[1][0].To != 2 {
 		t.Fatalf("home sent %+v, want the input straight to 2", p.sent[1])
 	}
+	p.tick = 10 // a measuring tick: server 1 holds only a ghost, and does not count it as load
+	p.step(1, MemberInput{})
+	if l := p.m[1].Load(); l.Entities != 0 || !p.m[1].World().IsGhost(e) {
+		t.Fatalf("server 1 reports %d entities (ghost held: %v)", l.Entities, p.m[1].World().IsGhost(e))
+	}
 }
 
 // TestHandoffRetryAndReject: a lost ack makes the sender retry; the receiver answers the same
