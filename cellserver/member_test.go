@@ -59,28 +59,7 @@ func (p *pair) apply(c raftmeta.Command) *raftmeta.ApplyResult {
 // step runs one tick on server id with the current map and the given messages.
 func (p *pair) step(id raftmeta.ServerID, in MemberInput, msgs ...PeerIn) *MemberOutput {
 	p.t.Helper()
-	mp := p.fsm.Map()
-	in.Tick, in.Map, in.Peer = p.tick, &mp, msgs
-	out := p.m[id].Step(&in)
-	p.sent[id] = p.sent[id][:0]
-	for _, s := range out.Send {
-		b, err := s.Msg.AppendFrame(nil)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		typ, payload, _, err := wire.SplitPeerFrame(b)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		msg, err := wire.DecodePeer(typ, payload)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		p.sent[id] = append(p.sent[id], PeerOut{To: s.To, Msg: msg})
-	}
-	p.stage[id] = slices.Clone(out.Staged)
-	p.outs[id] = out
-	return out
+	return p.stepm(id, p.snap(), in, msgs...)
 }
 
 // from returns what server id sent in its last step, as received by the other.
