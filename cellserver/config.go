@@ -30,6 +30,11 @@ type Config struct {
 	// MaxInputsPerTick is how many inputs one client may have applied per tick; the oldest
 	// excess inputs are rejected.
 	MaxInputsPerTick int
+	// InputGapTicks is how long a client's input that arrives ahead of a gap in its sequence
+	// waits for the missing ones (inputs travel gateway → old owner → new owner and gateway →
+	// new owner at a handoff, and may cross); after that the gap is skipped (counted). 0: never
+	// wait.
+	InputGapTicks int
 	// MaxClients caps the connected clients; further joins are rejected.
 	MaxClients int
 	// EntityIDBase: entity ids are allocated EntityIDBase+1, EntityIDBase+2, ... and never
@@ -62,6 +67,7 @@ func DefaultConfig() Config {
 		MaxViewSlots:     256,
 		HistoryTicks:     32,
 		MaxInputsPerTick: 8,
+		InputGapTicks:    10,
 		MaxClients:       10000,
 	}
 }
@@ -111,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInputsPerTick < 1 || c.MaxInputsPerTick > 1024 {
 		return configErr("MaxInputsPerTick", c.MaxInputsPerTick, "must be in [1, 1024]")
+	}
+	if c.InputGapTicks < 0 || c.InputGapTicks > 200 {
+		return configErr("InputGapTicks", c.InputGapTicks, "must be in [0, 200]")
 	}
 	if c.MaxClients < 1 || c.MaxClients > 1<<20 {
 		return configErr("MaxClients", c.MaxClients, "must be in [1, %d]", 1<<20)

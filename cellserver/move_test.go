@@ -93,7 +93,7 @@ func TestMovementExact(t *testing.T) {
 }
 
 func TestInputRejections(t *testing.T) {
-	w := newTestWorld(t, func(c *Config) { c.MaxInputsPerTick = 4 })
+	w := newTestWorld(t, func(c *Config) { c.MaxInputsPerTick = 4; c.InputGapTicks = 0 })
 	out := w.Step(&StepInput{Tick: 1, Joins: []Join{{Client: 1, Spawn: [2]float64{100, 100}}}})
 	id := out.Joined[0].Entity
 	in := func(seq uint32, mx int8, yaw uint16) ClientInput {

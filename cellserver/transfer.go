@@ -45,6 +45,9 @@ func (w *World) Export(dst []Exported, ids ...wire.EntityID) []Exported {
 // dropClient removes client i (its entity stays; the caller removes it).
 func (w *World) dropClient(i int32) {
 	c := &w.clients[i]
+	if len(c.wait) > 0 {
+		w.waiting-- // its waiting inputs go with it: the gateway resends what was not applied
+	}
 	w.st.owner[c.row] = noRow
 	c.log.reset()
 	w.spare = append(w.spare, c.log)

@@ -12,7 +12,7 @@ import (
 // replay of an old one is rejected) and gets a full snapshot first. Both worlds pass their
 // invariant checks (on in make test) after every step.
 func TestExportImport(t *testing.T) {
-	a := newTestWorld(t, nil)
+	a := newTestWorld(t, func(c *Config) { c.InputGapTicks = 0 }) // inputs from Seq 5 on: no gap wait
 	b := newTestWorld(t, func(c *Config) { c.EntityIDBase = 1 << 40 })
 	out := a.Step(&StepInput{Tick: 1, Joins: []Join{{Client: 7, Spawn: [2]float64{100, 100}}, {Client: 8, Spawn: [2]float64{105, 100}}}})
 	e7 := out.Joined[0].Entity

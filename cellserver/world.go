@@ -19,10 +19,21 @@ type Join struct {
 	Kind   uint8
 }
 
-// ClientInput is one input a client sent.
+// ClientInput is one input a client sent: a movement input, or (Interact ≠ nil) an
+// interaction, numbered in the same sequence (Input.Seq = Interact.Seq; the rest of Input is
+// ignored).
 type ClientInput struct {
-	Client ClientID
-	Input  wire.Input
+	Client   ClientID
+	Input    wire.Input
+	Interact *wire.Interact
+}
+
+// AppliedInteract is an interaction a client's entity performed this tick, in sequence order
+// with its inputs; the Member routes it to its target.
+type AppliedInteract struct {
+	Client   ClientID
+	Entity   wire.EntityID
+	Interact wire.Interact
 }
 
 // ClientAck is a client's acknowledgement of the snapshot of Tick.
@@ -61,6 +72,9 @@ type Refused struct {
 type ClientSnapshot struct {
 	Client ClientID
 	Frame  []byte
+	// Control: a frame that must reach the client (an interaction), never superseded by a
+	// newer snapshot in the edge's queue. The World's snapshots are not.
+	Control bool
 }
 
 // RejectCounts counts, by reason, what a Step rejected. Every rejected item is otherwise
@@ -112,7 +126,11 @@ type StepOutput struct {
 	Joined    []Joined
 	Refused   []Refused        // joins refused this tick: the edge must tell those clients and close them
 	Snapshots []ClientSnapshot // one per client, in the World's client order
+	Interacts []AppliedInteract
 	Rejected  RejectCounts
+	// SkippedSeqs counts input sequence numbers given up on: a later input waited
+	// InputGapTicks for them (lost on the way, or dropped by the edge's rate limit).
+	SkippedSeqs int
 	// Entities and Clients are the counts after the tick.
 	Entities, Clients int
 	// BytesOut is the total size of Snapshots' frames.
@@ -139,6 +157,10 @@ type client struct {
 	log        viewLog // its view and the views it was sent
 
 	pendOff, pendN int32 // this tick's inputs in World.grouped
+	// wait holds inputs that arrived ahead of a gap in the sequence, oldest arrival first
+	// in waitSince: applied when the gap fills, or regardless after InputGapTicks.
+	wait      []ClientInput
+	waitSince wire.Tick
 }
 
 // World is the deterministic simulation of one cell server's entities. It is driven by Step
@@ -166,7 +188,8 @@ type World struct {
 	// input grouping scratch
 	inClient []int32
 	touched  []int32
-	grouped  []wire.Input
+	grouped  []ClientInput
+	waiting  int // clients with inputs waiting (client.wait)
 
 	frames []frame // ring of HistoryTicks per-tick states
 	enc    wire.SnapshotEncoder
@@ -229,6 +252,8 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	out.Joined = out.Joined[:0]
 	out.Refused = out.Refused[:0]
 	out.Snapshots = out.Snapshots[:0]
+	out.Interacts = out.Interacts[:0]
+	out.SkippedSeqs = 0
 	out.Rejected = RejectCounts{}
 	out.BytesOut, out.EncodeErrors, out.ViewEntities = 0, 0, 0
 
@@ -242,6 +267,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 		w.ack(a, t)
 	}
 	w.applyInputs(in.Inputs)
+	w.drainInputs()
 	w.move()
 	w.captureFrame(t)
 
@@ -420,7 +446,7 @@ func (w *World) applyInputs(ins []ClientInput) {
 			continue
 		}
 		c := &w.clients[i]
-		grouped[c.pendOff+c.pendN] = ins[k].Input
+		grouped[c.pendOff+c.pendN] = ins[k]
 		c.pendN++
 	}
 	maxIn := w.cfg.MaxInputsPerTick
@@ -428,32 +454,85 @@ func (w *World) applyInputs(ins []ClientInput) {
 		c := &w.clients[i]
 		g := grouped[c.pendOff : c.pendOff+c.pendN]
 		c.pendN = 0
-		for a := 1; a < len(g); a++ { // insertion sort by Seq, stable
-			for b := a; b > 0 && g[b].Seq < g[b-1].Seq; b-- {
-				g[b], g[b-1] = g[b-1], g[b]
-			}
-		}
 		if excess := len(g) - maxIn; excess > 0 {
 			rej.TooManyInputs += excess
-			g = g[excess:]
+			g = g[excess:] // the oldest to arrive
 		}
-		for k := range g {
-			in := &g[k]
-			switch {
-			case in.Seq <= c.lastSeq:
-				rej.ReplayedInput++
-			case in.Yaw >= wire.YawSteps:
-				rej.BadYaw++
-			default:
-				r := c.row
-				w.st.vx[r], w.st.vz[r] = w.velocity(in.MoveX, in.MoveZ)
-				w.st.yaw[r] = in.Yaw
-				w.st.action[r] = in.Action
-				c.lastSeq = in.Seq
-			}
+		if len(c.wait) == 0 {
+			w.waiting++
+		}
+		c.wait = append(c.wait, g...)
+		if c.waitSince == 0 {
+			c.waitSince = w.tick
 		}
 	}
 	w.inClient, w.touched, w.grouped = idx, touched, grouped
+}
+
+// drainInputs applies, for every client with inputs waiting, those that continue its
+// sequence; an input beyond a gap waits until the gap fills or InputGapTicks pass.
+func (w *World) drainInputs() {
+	if w.waiting == 0 {
+		return
+	}
+	for i := range w.clients {
+		c := &w.clients[i]
+		if len(c.wait) == 0 {
+			continue
+		}
+		g := c.wait
+		for a := 1; a < len(g); a++ { // insertion sort by Seq, stable
+			for b := a; b > 0 && g[b].Input.Seq < g[b-1].Input.Seq; b-- {
+				g[b], g[b-1] = g[b-1], g[b]
+			}
+		}
+		expired := w.tick-c.waitSince >= wire.Tick(w.cfg.InputGapTicks) || len(g) > maxWaitingInputs
+		k := 0
+		for ; k < len(g); k++ {
+			in := &g[k]
+			if in.Input.Seq <= c.lastSeq {
+				w.out.Rejected.ReplayedInput++
+				continue
+			}
+			if in.Input.Seq != c.lastSeq+1 {
+				if !expired {
+					break
+				}
+				w.out.SkippedSeqs += int(in.Input.Seq - c.lastSeq - 1)
+			}
+			w.applyInput(c, in)
+		}
+		rest := copy(g, g[k:])
+		clear(g[rest:])
+		c.wait = g[:rest]
+		if rest == 0 {
+			c.waitSince = 0
+			w.waiting--
+		} else if k > 0 || expired {
+			c.waitSince = w.tick
+		}
+	}
+}
+
+// maxWaitingInputs bounds a client's inputs waiting for a gap: beyond it the gap is given up.
+const maxWaitingInputs = 64
+
+// applyInput applies one input in sequence (in.Input.Seq > c.lastSeq).
+func (w *World) applyInput(c *client, in *ClientInput) {
+	if in.Interact != nil {
+		c.lastSeq = in.Input.Seq
+		w.out.Interacts = append(w.out.Interacts, AppliedInteract{Client: c.id, Entity: c.entity, Interact: *in.Interact})
+		return
+	}
+	if in.Input.Yaw >= wire.YawSteps {
+		w.out.Rejected.BadYaw++ // not applied; the sequence does not advance
+		return
+	}
+	r := c.row
+	w.st.vx[r], w.st.vz[r] = w.velocity(in.Input.MoveX, in.Input.MoveZ)
+	w.st.yaw[r] = in.Input.Yaw
+	w.st.action[r] = in.Input.Action
+	c.lastSeq = in.Input.Seq
 }
 
 // velocity turns a move intent into a velocity in whole position units per tick: an intent of
@@ -582,4 +661,27 @@ func (w *World) RemoveNPC(id wire.EntityID) bool {
 	}
 	w.removeRow(r, w.tick+1) // as of the next Step
 	return true
+}
+
+// clientInfo returns a connected client's entity, the last input sequence applied for it and
+// its entity's position (units).
+func (w *World) clientInfo(id ClientID) (e wire.EntityID, lastSeq uint32, x, z int32, ok bool) {
+	i, ok := w.byClient[id]
+	if !ok {
+		return 0, 0, 0, 0, false
+	}
+	c := &w.clients[i]
+	return c.entity, c.lastSeq, w.st.x[c.row], w.st.z[c.row], true
+}
+
+// entityClient returns the client controlling a real entity here (0: none, or not here).
+func (w *World) entityClient(id wire.EntityID) (ClientID, bool) {
+	r, ok := w.st.lookup(id)
+	if !ok || w.st.ghost[r] {
+		return 0, false
+	}
+	if i := w.st.owner[r]; i != noRow {
+		return w.clients[i].id, true
+	}
+	return 0, true
 }
