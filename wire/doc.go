@@ -8,9 +8,9 @@
 //   - Framing (frame.go): a frame is length:uint16le | type:uint8 | payload. AppendFrame,
 //     BeginFrame/EndFrame build frames in place; SplitFrame parses a buffer; FrameReader reads a
 //     stream (a KCP session) with a bounded buffer.
-//   - Messages (messages.go): Hello, Welcome, Input, Ack, Ping, Pong, Disconnect, each with an
-//     AppendFrame method, a Validate method and a DecodeX function; DecodeMessage dispatches on
-//     the type byte.
+//   - Messages (messages.go, interact.go): Hello, Welcome, Input, Ack, Ping, Pong, Disconnect,
+//     Interact and Interaction, each with an AppendFrame method, a Validate method and a DecodeX
+//     function; DecodeMessage dispatches on the type byte.
 //   - Snapshots (snapshot.go): SnapshotEncoder / AppendSnapshot write a client's view as records
 //     against a baseline view the client acknowledged; DecodeSnapshot applies them. An unchanged
 //     or constant-velocity entity costs one bit. ViewRing keeps the views of the last
@@ -19,9 +19,11 @@
 //   - Quantisation (quant.go): metres and radians to the integers the wire carries.
 //   - Peer link (peer.go): the messages between cell servers (and gateways) over TCP, framed
 //     length:uint32le | type:uint8 | payload: hello, migrate (a zstd-compressed block of
-//     EntityRecords: a cell's entities moving to another server), handoff and its ack, and a
+//     EntityRecords: a cell's entities moving to another server), handoff and its ack, a
 //     session's input, ack, leave and snapshot frame relayed between its home and its entity's
-//     owner. PeerReader reads a stream with a bounded buffer.
+//     owner, ghosts (peer_ghost.go), and a gateway's join and its refusal and interactions
+//     between entities with their acks (peer_gateway.go; gateways use ids from GatewayIDBase).
+//     PeerReader reads a stream with a bounded buffer.
 //
 // # Testing
 //

@@ -17,11 +17,18 @@ const (
 	docFullHex  = "390005000003e800000014802e000000070004e200000003000002ee00c16c9600807800000009502f9000002724000000180000175c0100010000"
 	docDeltaHex = "130005000003eb88000000a8012e0e707400810180"
 	docAckHex   = "050004eb030000"
+
+	docInteractHex    = "1200092b00000007000000000000000203686921"
+	docInteractionHex = "16000a2a000000000000002b000000ec0300000203686921"
 )
 
 var (
 	docHello = Hello{Version: 1, Token: []byte("s3cr3t!")}
 	docInput = Input{Seq: 42, ClientTick: 1000, MoveX: 127, MoveZ: -64, Yaw: 256, Action: 1}
+	// The client of docInput (entity 42) says "hi!" to entity 7 with the next sequence; entity
+	// 7's client receives it at tick 1004.
+	docInteract    = Interact{Seq: 43, Target: 7, Kind: InteractChat, Data: []byte("hi!")}
+	docInteraction = Interaction{From: 42, Seq: 43, Tick: 1004, Kind: InteractChat, Data: []byte("hi!")}
 	// Two entities at tick 1000: the second has an id ≥ 2^32.
 	docView1000 = []ViewSlot{
 		{ID: 7, State: EntityState{X: 320000, Y: 768, Z: 192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1}},
@@ -47,6 +54,21 @@ func TestDocExamples(t *testing.T) {
 	check("hello", docHelloHex, docHello.AppendFrame(nil))
 	check("input", docInputHex, docInput.AppendFrame(nil))
 	check("ack", docAckHex, (&Ack{Tick: 1003}).AppendFrame(nil))
+	check("interact", docInteractHex, docInteract.AppendFrame(nil))
+	check("interaction", docInteractionHex, docInteraction.AppendFrame(nil))
+	for _, c := range []struct {
+		hex string
+		m   Message
+	}{{docInteractHex, &docInteract}, {docInteractionHex, &docInteraction}} {
+		b, _ := hex.DecodeString(c.hex)
+		typ, payload, _, err := SplitFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := DecodeMessage(typ, payload); err != nil || !reflect.DeepEqual(m, c.m) {
+			t.Errorf("%v: decodes to %+v, %v", typ, m, err)
+		}
+	}
 	full, err := AppendSnapshot(nil, docFullHeader, nil, docView1000)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +86,8 @@ func TestDocExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"`" + docHelloHex + "`", "`" + docInputHex + "`", spacedHex(docFullHex), spacedHex(docDeltaHex), "`" + spacedHex(docAckHex) + "`"} {
+	for _, want := range []string{"`" + docHelloHex + "`", "`" + docInputHex + "`", spacedHex(docFullHex), spacedHex(docDeltaHex), "`" + spacedHex(docAckHex) + "`",
+		"`" + docInteractHex + "`", "`" + docInteractionHex + "`"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("docs/wire.md does not show\n%s", want)
 		}

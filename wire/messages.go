@@ -12,8 +12,9 @@ import (
 // Each message type has:
 //   - AppendFrame, which appends the whole frame (length prefix, type byte, payload). It encodes
 //     the fields as they are, except that what the layout cannot hold is cut to fit: a token or
-//     disconnect message beyond 255 bytes is truncated (a message at a UTF-8 boundary), a yaw
-//     is reduced modulo YawSteps (the same angle). A message that fails Validate may therefore
+//     disconnect message beyond 255 bytes, or interaction data beyond MaxInteractData bytes, is
+//     truncated (a message or chat text at a UTF-8 boundary), a yaw is reduced modulo YawSteps
+//     (the same angle). A message that fails Validate may therefore
 //     encode to bytes the receiver rejects;
 //   - Validate, which returns the error the receiver's decoder would return for its fields;
 //   - a DecodeX function taking the payload (the bytes after the type byte), which rejects
@@ -29,8 +30,8 @@ const (
 )
 
 // Message is implemented by the pointer types of the byte-aligned messages (*Hello, *Welcome,
-// *Input, *Ack, *Ping, *Pong, *Disconnect). Snapshots are not Messages: decoding one needs a
-// baseline view (see DecodeSnapshot).
+// *Input, *Ack, *Ping, *Pong, *Disconnect, *Interact, *Interaction). Snapshots are not Messages:
+// decoding one needs a baseline view (see DecodeSnapshot).
 type Message interface {
 	Type() MsgType
 	AppendFrame(dst []byte) []byte
@@ -38,14 +39,16 @@ type Message interface {
 }
 
 var msgNames = [...]string{
-	MsgHello:      "hello",
-	MsgWelcome:    "welcome",
-	MsgInput:      "input",
-	MsgAck:        "ack",
-	MsgSnapshot:   "snapshot",
-	MsgPing:       "ping",
-	MsgPong:       "pong",
-	MsgDisconnect: "disconnect",
+	MsgHello:       "hello",
+	MsgWelcome:     "welcome",
+	MsgInput:       "input",
+	MsgAck:         "ack",
+	MsgSnapshot:    "snapshot",
+	MsgPing:        "ping",
+	MsgPong:        "pong",
+	MsgDisconnect:  "disconnect",
+	MsgInteract:    "interact",
+	MsgInteraction: "interaction",
 }
 
 // String returns the message type's name, or "msg(N)" for an unknown type.
@@ -64,6 +67,7 @@ var reasonNames = [...]string{
 	ReasonServerFull:    "server full",
 	ReasonShutdown:      "shutdown",
 	ReasonKicked:        "kicked",
+	ReasonEntityLost:    "entity-lost",
 }
 
 // String returns the reason's name, or "reason(N)" for an unknown reason.
@@ -92,6 +96,10 @@ func DecodeMessage(t MsgType, payload []byte) (Message, error) {
 		return decodeAs(DecodePong, payload)
 	case MsgDisconnect:
 		return decodeAs(DecodeDisconnect, payload)
+	case MsgInteract:
+		return decodeAs(DecodeInteract, payload)
+	case MsgInteraction:
+		return decodeAs(DecodeInteraction, payload)
 	case MsgSnapshot:
 		return nil, fmt.Errorf("%w: snapshot (decode it with DecodeSnapshot)", ErrUnknownMsgType)
 	}
@@ -392,7 +400,7 @@ func (m *Disconnect) AppendFrame(dst []byte) []byte {
 
 // Validate requires a known reason and a message of at most MaxReasonLen bytes.
 func (m *Disconnect) Validate() error {
-	if m.Reason > ReasonKicked {
+	if m.Reason > maxReason {
 		return fmt.Errorf("%w: disconnect reason %d", ErrValueOutOfRange, uint8(m.Reason))
 	}
 	if len(m.Message) > MaxReasonLen {

@@ -30,6 +30,13 @@ func validMessages() []Message {
 		&Disconnect{Reason: ReasonShutdown, Message: "server restarting ✓"},
 		&Disconnect{Reason: ReasonNone},
 		&Disconnect{Reason: ReasonKicked, Message: strings.Repeat("x", MaxReasonLen)},
+		&Disconnect{Reason: ReasonEntityLost, Message: "entity lost"},
+		&Interact{Seq: 1, Target: 1, Kind: InteractAttack}, // no data decodes as nil
+		&Interact{Seq: math.MaxUint32, Target: math.MaxUint64, Kind: InteractChat, Data: []byte(strings.Repeat("é", MaxInteractData/2))},
+		&Interact{Seq: 7, Target: 1 << 40, Kind: InteractTrade, Data: bytes.Repeat([]byte{0xFF}, MaxInteractData)}, // not UTF-8: fine for a trade
+		&Interaction{From: 1, Seq: 1, Tick: 0, Kind: InteractAttack},
+		&Interaction{From: math.MaxUint64, Seq: math.MaxUint32, Tick: math.MaxUint32, Kind: InteractChat, Data: []byte("hello ✓")},
+		&Interaction{From: 9, Seq: 3, Tick: 1000, Kind: InteractTrade, Data: []byte{0, 0xC0, 0xFF}},
 	}
 }
 
@@ -73,10 +80,28 @@ func TestDecodeCopiesBytes(t *testing.T) {
 	if string(got.Token) != "abc" {
 		t.Fatal("decoded token aliases the payload")
 	}
+	in := (&Interact{Seq: 1, Target: 2, Kind: InteractChat, Data: []byte("hi")}).AppendFrame(nil)
+	gi, err := DecodeInteract(in[3:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	in[len(in)-1] = 'X'
+	if string(gi.Data) != "hi" {
+		t.Fatal("decoded interact data aliases the payload")
+	}
+	ia := (&Interaction{From: 1, Seq: 2, Kind: InteractChat, Data: []byte("yo")}).AppendFrame(nil)
+	ga, err := DecodeInteraction(ia[3:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ia[len(ia)-1] = 'X'
+	if string(ga.Data) != "yo" {
+		t.Fatal("decoded interaction data aliases the payload")
+	}
 }
 
 func TestDecodeMessageUnknownTypes(t *testing.T) {
-	for _, typ := range []MsgType{0, MsgSnapshot, 9, 255} {
+	for _, typ := range []MsgType{0, MsgSnapshot, MsgInteraction + 1, 255} {
 		if m, err := DecodeMessage(typ, nil); !errors.Is(err, ErrUnknownMsgType) || m != nil {
 			t.Errorf("type %d: %v, %v", typ, m, err)
 		}
@@ -99,7 +124,19 @@ func TestMessagesRejectOutOfRange(t *testing.T) {
 		{&Input{Seq: 1, MoveX: -128}, ErrValueOutOfRange},
 		{&Input{Seq: 1, MoveZ: -128}, ErrValueOutOfRange},
 		{&Ack{Tick: 0}, ErrValueOutOfRange},
-		{&Disconnect{Reason: ReasonKicked + 1}, ErrValueOutOfRange},
+		{&Disconnect{Reason: ReasonEntityLost + 1}, ErrValueOutOfRange},
+		{&Interact{Seq: 0, Target: 1, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 0, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 1, Kind: 0}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 1, Kind: maxInteractKind + 1}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 1, Kind: 255}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 1, Kind: InteractChat, Data: []byte{'a', 0xFF}}, ErrValueOutOfRange},
+		{&Interact{Seq: 1, Target: 1, Kind: InteractChat, Data: []byte("\xe2\x82")}, ErrValueOutOfRange}, // a cut character
+		{&Interaction{From: 0, Seq: 1, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&Interaction{From: 1, Seq: 0, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&Interaction{From: 1, Seq: 1, Kind: 0}, ErrValueOutOfRange},
+		{&Interaction{From: 1, Seq: 1, Kind: maxInteractKind + 1}, ErrValueOutOfRange},
+		{&Interaction{From: 1, Seq: 1, Kind: InteractChat, Data: []byte{0xC0, 0x80}}, ErrValueOutOfRange}, // overlong NUL
 	}
 	for _, c := range cases {
 		if err := c.m.Validate(); !errors.Is(err, c.want) {
@@ -125,6 +162,26 @@ func TestMessagesRejectOutOfRange(t *testing.T) {
 	if err := (&Disconnect{Message: strings.Repeat("x", MaxReasonLen+1)}).Validate(); !errors.Is(err, ErrReasonTooLong) {
 		t.Errorf("long reason: %v", err)
 	}
+	// Interaction data beyond MaxInteractData: the encoders cut it, so only by hand.
+	long := make([]byte, MaxInteractData+1)
+	for _, m := range []Message{
+		&Interact{Seq: 1, Target: 1, Kind: InteractAttack, Data: long},
+		&Interaction{From: 1, Seq: 1, Kind: InteractAttack, Data: long},
+	} {
+		if err := m.Validate(); !errors.Is(err, ErrValueOutOfRange) {
+			t.Errorf("%T with %d bytes of data: Validate = %v", m, len(long), err)
+		}
+		frame := m.AppendFrame(nil) // data cut to MaxInteractData
+		payload := append(frame[3:len(frame)-MaxInteractData-1], MaxInteractData+1)
+		payload = append(payload, long...)
+		if _, err := DecodeMessage(m.Type(), payload); !errors.Is(err, ErrValueOutOfRange) {
+			t.Errorf("%T with %d bytes of data: decode = %v", m, len(long), err)
+		}
+		payload[len(payload)-len(long)-1] = 255 // the largest length byte, with too little data
+		if _, err := DecodeMessage(m.Type(), payload); !errors.Is(err, ErrValueOutOfRange) {
+			t.Errorf("%T with data length 255: decode = %v", m, err)
+		}
+	}
 }
 
 func TestEncodersCutWhatDoesNotFit(t *testing.T) {
@@ -144,6 +201,17 @@ func TestEncodersCutWhatDoesNotFit(t *testing.T) {
 	if err != nil || gi.Yaw != 5 {
 		t.Fatalf("yaw: %d, %v", gi.Yaw, err)
 	}
+	// Chat text is cut at a character boundary, other data at MaxInteractData bytes.
+	chat := Interact{Seq: 1, Target: 2, Kind: InteractChat, Data: []byte(strings.Repeat("a", MaxInteractData-1) + "€€")}
+	gc, err := DecodeInteract(chat.AppendFrame(nil)[3:])
+	if err != nil || string(gc.Data) != strings.Repeat("a", MaxInteractData-1) {
+		t.Fatalf("long chat: %q, %v", gc.Data, err)
+	}
+	trade := Interaction{From: 1, Seq: 2, Kind: InteractTrade, Data: bytes.Repeat([]byte{0xE2}, 300)}
+	gt, err := DecodeInteraction(trade.AppendFrame(nil)[3:])
+	if err != nil || !bytes.Equal(gt.Data, trade.Data[:MaxInteractData]) {
+		t.Fatalf("long trade data: %d bytes, %v", len(gt.Data), err)
+	}
 }
 
 func TestMsgTypeString(t *testing.T) {
@@ -152,6 +220,12 @@ func TestMsgTypeString(t *testing.T) {
 	}
 	if ReasonBadToken.String() != "bad token" || DisconnectReason(200).String() != "reason(200)" {
 		t.Error(ReasonBadToken.String(), DisconnectReason(200).String())
+	}
+	if MsgInteract.String() != "interact" || MsgInteraction.String() != "interaction" || ReasonEntityLost.String() != "entity-lost" {
+		t.Error(MsgInteract.String(), MsgInteraction.String(), ReasonEntityLost.String())
+	}
+	if (maxReason + 1).String() != "reason(8)" {
+		t.Error((maxReason + 1).String())
 	}
 }
 

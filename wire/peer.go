@@ -30,7 +30,9 @@ import (
 //     short input, trailing bytes and out-of-range fields. DecodePeer dispatches on the type.
 
 // PeerProtocolVersion is carried in PeerHelloMsg; a server closes a link of another version.
-const PeerProtocolVersion uint16 = 1
+// Version 2 added LastSeq, X and Z to FrameMsg and the gateway and interaction messages
+// (PeerJoin..PeerInteractAck).
+const PeerProtocolVersion uint16 = 2
 
 // Peer link limits.
 const (
@@ -65,16 +67,20 @@ const (
 )
 
 var peerNames = [...]string{
-	PeerHello:      "peer-hello",
-	PeerMigrate:    "migrate",
-	PeerHandoff:    "handoff",
-	PeerHandoffAck: "handoff-ack",
-	PeerInput:      "peer-input",
-	PeerAck:        "peer-ack",
-	PeerLeave:      "leave",
-	PeerFrame:      "peer-frame",
-	PeerGhosts:     "ghosts",
-	PeerGhostGone:  "ghost-gone",
+	PeerHello:       "peer-hello",
+	PeerMigrate:     "migrate",
+	PeerHandoff:     "handoff",
+	PeerHandoffAck:  "handoff-ack",
+	PeerInput:       "peer-input",
+	PeerAck:         "peer-ack",
+	PeerLeave:       "leave",
+	PeerFrame:       "peer-frame",
+	PeerGhosts:      "ghosts",
+	PeerGhostGone:   "ghost-gone",
+	PeerJoin:        "join",
+	PeerRefuse:      "refuse",
+	PeerInteract:    "interact",
+	PeerInteractAck: "interact-ack",
 }
 
 // String returns the peer message type's name, or "peer(N)" for an unknown type.
@@ -177,11 +183,15 @@ type LeaveMsg struct {
 }
 
 // FrameMsg forwards a client frame (a snapshot, usually) from the entity's owner to the
-// session's home, which writes Frame to the client as it is.
+// session's home, which writes Frame to the client as it is. LastSeq, X and Z tell the home
+// where the session stands, so that it can ask for the entity to be re-created (a JoinMsg with
+// Resume) if its owner dies.
 type FrameMsg struct {
 	Client    uint32 // ≠ 0
 	Entity    EntityID
 	AuthEpoch uint64 // the entity's authority epoch at the owner: the home drops older ones
+	LastSeq   uint32 // the last input sequence the owner applied for the client; 0: none
+	X, Z      int32  // the entity's position at the tick of Frame, position units
 	Frame     []byte // one whole client frame, 1..MaxForwardedFrame bytes; aliases the payload when decoded
 }
 
@@ -375,7 +385,8 @@ func (p *PeerReader) grow() {
 // --- Dispatch ---
 
 // DecodePeer decodes the payload of a peer frame of type t into the matching message (a
-// *PeerHelloMsg, *MigrateMsg, ...). It returns ErrUnknownMsgType for a type it does not know.
+// *PeerHelloMsg, *MigrateMsg, ..., *InteractAckMsg). It returns ErrUnknownMsgType for a type it
+// does not know.
 func DecodePeer(t PeerType, payload []byte) (PeerMessage, error) {
 	switch t {
 	case PeerHello:
@@ -398,6 +409,14 @@ func DecodePeer(t PeerType, payload []byte) (PeerMessage, error) {
 		return decodePeerAs(DecodeGhostsMsg, payload)
 	case PeerGhostGone:
 		return decodePeerAs(DecodeGhostGoneMsg, payload)
+	case PeerJoin:
+		return decodePeerAs(DecodeJoinMsg, payload)
+	case PeerRefuse:
+		return decodePeerAs(DecodeRefuseMsg, payload)
+	case PeerInteract:
+		return decodePeerAs(DecodeInteractMsg, payload)
+	case PeerInteractAck:
+		return decodePeerAs(DecodeInteractAckMsg, payload)
 	}
 	return nil, fmt.Errorf("%w: peer type %d", ErrUnknownMsgType, uint8(t))
 }
@@ -422,7 +441,7 @@ const (
 	peerInputSize  = 8 + 4 + 8 + inputSize
 	peerAckSize    = 8 + 4 + 8 + 4
 	leaveSize      = 8 + 4 + 8
-	frameMsgHead   = 4 + 8 + 8 + 4
+	frameMsgHead   = 4 + 8 + 8 + 4 + 4 + 4 + 4
 	migrateHead    = 8 + 4 + 8 + 8 + 4
 )
 
@@ -834,8 +853,8 @@ func DecodeLeaveMsg(payload []byte) (LeaveMsg, error) {
 // Type returns PeerFrame.
 func (m *FrameMsg) Type() PeerType { return PeerFrame }
 
-// AppendFrame appends m as a frame: client:u32 | entity:u64 | authEpoch:u64 | frameLen:u32 |
-// frame.
+// AppendFrame appends m as a frame: client:u32 | entity:u64 | authEpoch:u64 | lastSeq:u32 |
+// x:i32 | z:i32 | frameLen:u32 | frame.
 func (m *FrameMsg) AppendFrame(dst []byte) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return dst, err
@@ -845,11 +864,15 @@ func (m *FrameMsg) AppendFrame(dst []byte) ([]byte, error) {
 	dst = binary.LittleEndian.AppendUint32(dst, m.Client)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(m.Entity))
 	dst = binary.LittleEndian.AppendUint64(dst, m.AuthEpoch)
+	dst = binary.LittleEndian.AppendUint32(dst, m.LastSeq)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(m.X))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Z))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Frame)))
 	return append(dst, m.Frame...), nil
 }
 
-// Validate requires client and entity and a frame of 1..MaxForwardedFrame bytes.
+// Validate requires client and entity and a frame of 1..MaxForwardedFrame bytes. LastSeq, X and
+// Z take any value.
 func (m *FrameMsg) Validate() error {
 	switch {
 	case m.Client == 0 || m.Entity == 0:
@@ -868,7 +891,7 @@ func DecodeFrameMsg(payload []byte) (FrameMsg, error) {
 		return FrameMsg{}, fmt.Errorf("%w: peer frame payload of %d bytes, want at least %d", ErrTruncated, len(payload), frameMsgHead)
 	}
 	p := payload
-	n := binary.LittleEndian.Uint32(p[20:])
+	n := binary.LittleEndian.Uint32(p[32:])
 	if n > MaxForwardedFrame {
 		return FrameMsg{}, fmt.Errorf("%w: forwarded client frame of %d bytes, max %d", ErrFrameTooLarge, n, MaxForwardedFrame)
 	}
@@ -879,6 +902,9 @@ func DecodeFrameMsg(payload []byte) (FrameMsg, error) {
 		Client:    binary.LittleEndian.Uint32(p[0:]),
 		Entity:    EntityID(binary.LittleEndian.Uint64(p[4:])),
 		AuthEpoch: binary.LittleEndian.Uint64(p[12:]),
+		LastSeq:   binary.LittleEndian.Uint32(p[20:]),
+		X:         int32(binary.LittleEndian.Uint32(p[24:])),
+		Z:         int32(binary.LittleEndian.Uint32(p[28:])),
 		Frame:     p[frameMsgHead:len(p):len(p)],
 	}
 	if err := m.Validate(); err != nil {

@@ -196,7 +196,24 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 			return p
 		}()},
 		{"ack-result-0", PeerHandoffAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0}},
-		{"frame-length-over", PeerFrame, append(make([]byte, 20), 0xFF, 0xFF, 0xFF, 0xFF)},
+		{"frame-length-over", PeerFrame, append(make([]byte, frameMsgHead-4), 0xFF, 0xFF, 0xFF, 0xFF)},
+		{"join-new-with-epoch", PeerJoin, func() []byte {
+			p := encodePeer(t, &JoinMsg{Home: 1, Client: 2, Resume: 3, AuthEpoch: 4})[PeerFrameHeaderSize:]
+			p[21] = 0 // resume 0
+			return p
+		}()},
+		{"refuse-reason-none", PeerRefuse, []byte{1, 0, 0, 0, 0}},
+		{"interact-data-long", PeerInteract, func() []byte {
+			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractAttack, Data: make([]byte, MaxInteractData)})[PeerFrameHeaderSize:]
+			p[interactMsgHead-1]++
+			return append(p, 0)
+		}()},
+		{"interact-chat-not-utf8", PeerInteract, func() []byte {
+			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractChat, Data: []byte("héllo")})[PeerFrameHeaderSize:]
+			p[interactMsgHead+2] = 0x41 // the second byte of é
+			return p
+		}()},
+		{"interact-ack-delivered-2", PeerInteractAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2}},
 		{"unknown", 0xEE, []byte{1, 2, 3}},
 		{"garbage", PeerMigrate, garbage(rng, 60)},
 	}

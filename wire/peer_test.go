@@ -54,10 +54,24 @@ func validPeerMessages() []PeerMessage {
 		&LeaveMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64},
 		&FrameMsg{Client: 1, Entity: 2, AuthEpoch: 0, Frame: []byte{1, 0, byte(MsgSnapshot)}},
 		&FrameMsg{Client: math.MaxUint32, Entity: math.MaxUint64, AuthEpoch: math.MaxUint64,
+			LastSeq: math.MaxUint32, X: math.MinInt32, Z: math.MaxInt32,
 			Frame: bytes.Repeat([]byte{0xA5}, MaxForwardedFrame)},
 		&GhostsMsg{Tick: 1},
 		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64}}},
 		&GhostGoneMsg{Entities: []GhostRef{{ID: 1}, {ID: math.MaxUint64, AuthEpoch: math.MaxUint64}}},
+		&FrameMsg{Client: 3, Entity: 77, AuthEpoch: 4, LastSeq: 99, X: 320000, Z: -192000, Frame: []byte{1, 0, byte(MsgPong)}},
+		&JoinMsg{Home: GatewayIDBase + 1, Client: 1, Kind: 1, X: -5, Z: 7},
+		&JoinMsg{Home: math.MaxUint64, Client: math.MaxUint32, Kind: 255, X: math.MinInt32, Z: math.MaxInt32,
+			Resume: math.MaxUint64, AuthEpoch: math.MaxUint64, LastSeq: math.MaxUint32},
+		&JoinMsg{Home: 1, Client: 2, Resume: 3}, // a resumed entity may have epoch and sequence 0
+		&RefuseMsg{Client: 1, Reason: ReasonServerFull},
+		&RefuseMsg{Client: math.MaxUint32, Reason: ReasonEntityLost},
+		&InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractAttack}, // no data decodes as nil
+		&InteractMsg{Origin: math.MaxUint64, Actor: math.MaxUint64, Seq: math.MaxUint32, Target: math.MaxUint64,
+			Kind: InteractChat, Data: []byte(strings.Repeat("ü", MaxInteractData/2))},
+		&InteractMsg{Origin: 5, Actor: 6, Seq: 7, Target: 8, Kind: InteractTrade, Data: []byte{0xFF, 0, 0xC0}},
+		&InteractAckMsg{Actor: 1, Seq: 1, Delivered: true},
+		&InteractAckMsg{Actor: math.MaxUint64, Seq: math.MaxUint32, Delivered: false},
 	}
 }
 
@@ -101,6 +115,23 @@ func invalidPeerMessages() []struct {
 		{&FrameMsg{Client: 1, Entity: 0, Frame: []byte{1}}, ErrValueOutOfRange},
 		{&FrameMsg{Client: 1, Entity: 1}, ErrValueOutOfRange},
 		{&FrameMsg{Client: 1, Entity: 1, Frame: make([]byte, MaxForwardedFrame+1)}, ErrFrameTooLarge},
+		{&JoinMsg{Home: 0, Client: 1}, ErrValueOutOfRange},
+		{&JoinMsg{Home: 1, Client: 0}, ErrValueOutOfRange},
+		{&JoinMsg{Home: 1, Client: 1, AuthEpoch: 1}, ErrValueOutOfRange},
+		{&JoinMsg{Home: 1, Client: 1, LastSeq: 1}, ErrValueOutOfRange},
+		{&RefuseMsg{Client: 0, Reason: ReasonServerFull}, ErrValueOutOfRange},
+		{&RefuseMsg{Client: 1, Reason: ReasonNone}, ErrValueOutOfRange},
+		{&RefuseMsg{Client: 1, Reason: maxReason + 1}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 0, Actor: 1, Seq: 1, Target: 1, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 0, Seq: 1, Target: 1, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 0, Target: 1, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 0, Kind: InteractAttack}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: 0}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: maxInteractKind + 1}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractAttack, Data: make([]byte, MaxInteractData+1)}, ErrValueOutOfRange},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte{0xFF}}, ErrValueOutOfRange},
+		{&InteractAckMsg{Actor: 0, Seq: 1}, ErrValueOutOfRange},
+		{&InteractAckMsg{Actor: 1, Seq: 0, Delivered: true}, ErrValueOutOfRange},
 	}
 }
 
@@ -217,7 +248,11 @@ func TestPeerSizes(t *testing.T) {
 		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1}}, 33},
 		{&AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 1}, 24},
 		{&LeaveMsg{Home: 1, Client: 1, Entity: 1}, 20},
-		{&FrameMsg{Client: 1, Entity: 1, Frame: []byte{1, 2, 3}}, 27},
+		{&FrameMsg{Client: 1, Entity: 1, Frame: []byte{1, 2, 3}}, 39},
+		{&JoinMsg{Home: 1, Client: 1}, 41},
+		{&RefuseMsg{Client: 1, Reason: ReasonBadToken}, 5},
+		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte("abc")}, 33},
+		{&InteractAckMsg{Actor: 1, Seq: 1}, 13},
 		{&MigrateMsg{Cell: 1, Tick: 1}, 33},
 	} {
 		if got := len(encodePeer(t, c.m)) - PeerFrameHeaderSize; got != c.size {
@@ -245,11 +280,16 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 	input := encodePeer(t, &InputMsg{Home: 1, Client: 2, Entity: 3, Input: Input{Seq: 4}})[PeerFrameHeaderSize:]
 	handoff := encodePeer(t, &HandoffMsg{Transfer: 1, Cell: 2, Tick: 3, Entity: EntityRecord{ID: 4, Home: 5, Client: 6}})[PeerFrameHeaderSize:]
 	frame := encodePeer(t, &FrameMsg{Client: 1, Entity: 2, Frame: []byte{9}})[PeerFrameHeaderSize:]
+	join := encodePeer(t, &JoinMsg{Home: 1, Client: 2, Kind: 3, X: 4, Z: 5, Resume: 6, AuthEpoch: 7, LastSeq: 8})[PeerFrameHeaderSize:]
+	refuse := encodePeer(t, &RefuseMsg{Client: 1, Reason: ReasonServerFull})[PeerFrameHeaderSize:]
+	interact := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractChat, Data: []byte("hi")})[PeerFrameHeaderSize:]
+	interactAck := encodePeer(t, &InteractAckMsg{Actor: 1, Seq: 2, Delivered: true})[PeerFrameHeaderSize:]
 	patch := func(p []byte, off int, b ...byte) []byte {
 		p = slices.Clone(p)
 		copy(p[off:], b)
 		return p
 	}
+	long := append(patch(interact[:interactMsgHead], 28, byte(InteractAttack), MaxInteractData+1), make([]byte, MaxInteractData+1)...)
 	for _, c := range []struct {
 		name    string
 		typ     PeerType
@@ -266,10 +306,35 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 		{"handoff client without home", PeerHandoff, patch(handoff, 28+40, 0), ErrValueOutOfRange},
 		{"handoff tick 0", PeerHandoff, patch(handoff, 24, 0), ErrValueOutOfRange},
 		{"ack result 9", PeerHandoffAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 9}, ErrValueOutOfRange},
-		{"frame empty", PeerFrame, patch(frame, 20, 0)[:frameMsgHead], ErrValueOutOfRange},
-		{"frame length too big", PeerFrame, patch(frame, 20, 0x02, 0x00, 0x01, 0x00), ErrFrameTooLarge},
-		{"frame length short", PeerFrame, patch(frame, 20, 2), ErrTruncated},
-		{"frame length huge", PeerFrame, patch(frame, 20, 0xFF, 0xFF, 0xFF, 0xFF), ErrFrameTooLarge},
+		{"frame empty", PeerFrame, patch(frame, 32, 0)[:frameMsgHead], ErrValueOutOfRange},
+		{"frame length too big", PeerFrame, patch(frame, 32, 0x02, 0x00, 0x01, 0x00), ErrFrameTooLarge},
+		{"frame length short", PeerFrame, patch(frame, 32, 2), ErrTruncated},
+		{"frame length huge", PeerFrame, patch(frame, 32, 0xFF, 0xFF, 0xFF, 0xFF), ErrFrameTooLarge},
+		{"frame client 0", PeerFrame, patch(frame, 0, 0), ErrValueOutOfRange},
+		{"frame entity 0", PeerFrame, patch(frame, 4, 0), ErrValueOutOfRange},
+		{"join home 0", PeerJoin, patch(join, 0, 0), ErrValueOutOfRange},
+		{"join client 0", PeerJoin, patch(join, 8, 0), ErrValueOutOfRange},
+		{"join new entity with epoch", PeerJoin, patch(join, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), ErrValueOutOfRange},
+		{"join new entity with sequence", PeerJoin, patch(join, 21, 0, 0, 0, 0, 0, 0, 0, 0, 7), ErrValueOutOfRange},
+		{"refuse client 0", PeerRefuse, patch(refuse, 0, 0), ErrValueOutOfRange},
+		{"refuse reason none", PeerRefuse, patch(refuse, 4, byte(ReasonNone)), ErrValueOutOfRange},
+		{"refuse reason unknown", PeerRefuse, patch(refuse, 4, byte(maxReason+1)), ErrValueOutOfRange},
+		{"refuse reason 255", PeerRefuse, patch(refuse, 4, 255), ErrValueOutOfRange},
+		{"interact origin 0", PeerInteract, patch(interact, 0, 0), ErrValueOutOfRange},
+		{"interact actor 0", PeerInteract, patch(interact, 8, 0), ErrValueOutOfRange},
+		{"interact seq 0", PeerInteract, patch(interact, 16, 0), ErrValueOutOfRange},
+		{"interact target 0", PeerInteract, patch(interact, 20, 0), ErrValueOutOfRange},
+		{"interact kind 0", PeerInteract, patch(interact, 28, 0), ErrValueOutOfRange},
+		{"interact kind unknown", PeerInteract, patch(interact, 28, byte(maxInteractKind+1)), ErrValueOutOfRange},
+		{"interact chat not UTF-8", PeerInteract, patch(interact, 30, 0xFF), ErrValueOutOfRange},
+		{"interact data too long", PeerInteract, long, ErrValueOutOfRange},
+		{"interact data length 255", PeerInteract, patch(interact, 29, 255), ErrValueOutOfRange},
+		{"interact data length short", PeerInteract, patch(interact, 29, 1), ErrTrailingBytes},
+		{"interact data length long", PeerInteract, patch(interact, 29, 3), ErrTruncated},
+		{"interact ack actor 0", PeerInteractAck, patch(interactAck, 0, 0), ErrValueOutOfRange},
+		{"interact ack seq 0", PeerInteractAck, patch(interactAck, 8, 0), ErrValueOutOfRange},
+		{"interact ack delivered 2", PeerInteractAck, patch(interactAck, 12, 2), ErrValueOutOfRange},
+		{"interact ack delivered 255", PeerInteractAck, patch(interactAck, 12, 255), ErrValueOutOfRange},
 		{"migrate cell 0", PeerMigrate, make([]byte, migrateHead+1), ErrValueOutOfRange},
 	} {
 		if _, err := DecodePeer(c.typ, c.payload); !errors.Is(err, c.want) {
@@ -279,7 +344,7 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 }
 
 func TestDecodePeerUnknownTypes(t *testing.T) {
-	for _, typ := range []PeerType{0, 11, 100, 255} {
+	for _, typ := range []PeerType{0, PeerInteractAck + 1, 100, 255} {
 		if m, err := DecodePeer(typ, []byte{1, 2, 3}); !errors.Is(err, ErrUnknownMsgType) || m != nil {
 			t.Errorf("type %d: %v %v", typ, m, err)
 		}
@@ -287,8 +352,11 @@ func TestDecodePeerUnknownTypes(t *testing.T) {
 	if s := PeerType(200).String(); s != "peer(200)" {
 		t.Errorf("String: %q", s)
 	}
-	if s := PeerHandoffAck.String(); s != "handoff-ack" {
-		t.Errorf("String: %q", s)
+	for typ, want := range map[PeerType]string{PeerHandoffAck: "handoff-ack", PeerJoin: "join", PeerRefuse: "refuse",
+		PeerInteract: "interact", PeerInteractAck: "interact-ack"} {
+		if s := typ.String(); s != want {
+			t.Errorf("String: %q, want %q", s, want)
+		}
 	}
 }
 
@@ -304,6 +372,30 @@ func TestFrameMsgAliasesPayload(t *testing.T) {
 	}
 	if cap(m.Frame) != len(m.Frame) {
 		t.Fatal("an append to Frame could overwrite the buffer after it")
+	}
+}
+
+func TestInteractMsgAliasesPayload(t *testing.T) {
+	frame := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractChat, Data: []byte("abc")})
+	m, err := DecodeInteractMsg(frame[PeerFrameHeaderSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame[len(frame)-1] = 'X'
+	if string(m.Data) != "abX" {
+		t.Fatalf("Data %q does not alias the payload", m.Data)
+	}
+	if cap(m.Data) != len(m.Data) {
+		t.Fatal("an append to Data could overwrite the buffer after it")
+	}
+}
+
+func TestGatewayIDs(t *testing.T) {
+	if IsGatewayID(GatewayIDBase-1) || !IsGatewayID(GatewayIDBase) || !IsGatewayID(math.MaxUint64) || IsGatewayID(1) {
+		t.Fatal("IsGatewayID")
+	}
+	if GatewayIDBase != 1<<48 {
+		t.Fatalf("GatewayIDBase %d: docs/wire.md says 2^48", GatewayIDBase)
 	}
 }
 
@@ -748,11 +840,16 @@ func TestPeerReaderMemory(t *testing.T) {
 const (
 	docHandoffAckHex = "0a0000000415cd5b070000000001"
 	docPeerInputHex  = "22000000050300000000000000110000002a000000000000002a000000e80300007fc0000101"
+	docFrameMsgHex   = "3a00000008110000002a0000000000000003000000000000002a00000064e204009c11fdff15000000130005000003eb88000000a8012e0e707400810180"
 )
 
 var (
 	docHandoffAck = HandoffAckMsg{Transfer: 123456789, Result: HandoffAccepted}
 	docPeerInput  = InputMsg{Home: 3, Client: 17, Entity: 42, Input: docInput}
+	// The delta snapshot of docs/wire.md §9.4, sent to client 17's home by the owner of its
+	// entity 42 after applying input 42.
+	docFrameMsg = FrameMsg{Client: 17, Entity: 42, AuthEpoch: 3, LastSeq: 42, X: 320100, Z: -192100,
+		Frame: func() []byte { b, _ := hex.DecodeString(docDeltaHex); return b }()}
 )
 
 func TestPeerDocExamples(t *testing.T) {
@@ -766,6 +863,7 @@ func TestPeerDocExamples(t *testing.T) {
 	}{
 		{"handoff ack", docHandoffAckHex, &docHandoffAck},
 		{"peer input", docPeerInputHex, &docPeerInput},
+		{"peer frame", docFrameMsgHex, &docFrameMsg},
 	} {
 		if got := hex.EncodeToString(encodePeer(t, c.m)); got != c.want {
 			t.Errorf("%s: encoder gives\n%s\nthe test says\n%s", c.name, got, c.want)

@@ -115,6 +115,8 @@ const (
 	ReasonServerFull
 	ReasonShutdown
 	ReasonKicked
+	ReasonEntityLost // the session's entity is gone and could not be found or re-created
+	maxReason        = ReasonEntityLost
 )
 
 type Disconnect struct {

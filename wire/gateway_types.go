@@ -1,0 +1,107 @@
+package wire
+
+// The messages of the gateway (DESIGN.md §4) and of interactions between entities. Their
+// encoders and decoders are in peer_gateway.go (peer link) and interact.go (client).
+
+// GatewayIDBase is the first id a gateway uses on the peer link: a gateway with id n says hello
+// as GatewayIDBase + n and homes its sessions there. Cell server ids are below it, so a cell
+// server tells a gateway's connection from a peer's by the id alone. A gateway dials each cell
+// server's peer address and sends its PeerHelloMsg; the server answers on the same connection,
+// with its own PeerHelloMsg first, then FrameMsg and RefuseMsg for the gateway's sessions.
+const GatewayIDBase uint64 = 1 << 48
+
+// IsGatewayID reports whether a peer-link id names a gateway.
+func IsGatewayID(id uint64) bool { return id >= GatewayIDBase }
+
+// Client messages for interactions (client ↔ server through the gateway).
+const (
+	MsgInteract     MsgType = 9  // client → server: an interaction aimed at another entity
+	MsgInteraction  MsgType = 10 // server → client: an interaction aimed at the client's entity
+	MaxInteractData         = 200
+)
+
+// InteractKind says what an interaction is. The server routes every kind the same way; the
+// game gives them meaning.
+type InteractKind uint8
+
+const (
+	InteractAttack  InteractKind = 1
+	InteractChat    InteractKind = 2 // Data is UTF-8 text
+	InteractTrade   InteractKind = 3 // a trade request
+	maxInteractKind              = InteractTrade
+)
+
+// Interact is an interaction a client aims at another entity, real or ghost: an attack, a chat
+// message, a trade request. Seq shares the sequence space of Input (one counter per session, both
+// kinds of message numbered from it), so the entity's owner applies inputs and interactions in
+// one order, each exactly once, and the snapshot's LastInputSeq acknowledges both.
+type Interact struct {
+	Seq    uint32   // ≥ 1, shared with Input.Seq
+	Target EntityID // ≠ 0
+	Kind   InteractKind
+	Data   []byte // ≤ MaxInteractData bytes; valid UTF-8 for InteractChat
+}
+
+// Interaction is an interaction delivered to the client whose entity it was aimed at.
+type Interaction struct {
+	From EntityID // the actor; ≠ 0
+	Seq  uint32   // the actor's Interact.Seq; (From, Seq) names the interaction cluster-wide
+	Tick Tick     // the tick it was delivered at
+	Kind InteractKind
+	Data []byte // ≤ MaxInteractData bytes; valid UTF-8 for InteractChat
+}
+
+// Peer message types of the gateway and of interactions.
+const (
+	PeerJoin        PeerType = 11 // gateway → cell server: open a session's entity
+	PeerRefuse      PeerType = 12 // cell server → gateway: a join refused
+	PeerInteract    PeerType = 13 // actor's owner → target's owner (possibly via servers holding a ghost or a forward)
+	PeerInteractAck PeerType = 14 // target's owner → the actor's owner that sent it: delivered
+)
+
+// JoinMsg asks a cell server to create (or, after its owner died, re-create) the entity of a
+// session homed at Home (a gateway). The server answers with frames for the session (the first
+// one a Welcome) from whichever server ends up owning the entity, or with a RefuseMsg. A repeated
+// JoinMsg for a session the server already joined is ignored.
+type JoinMsg struct {
+	Home   uint64 // the gateway's id (GatewayIDBase + n); ≠ 0
+	Client uint32 // the session's id at Home; ≠ 0
+	Kind   uint8  // the entity kind
+	X, Z   int32  // spawn position, position units
+	// Resume ≠ 0: re-create entity Resume (its owner died) with authority epoch above AuthEpoch,
+	// inputs numbered after LastSeq, at X, Z. Resume = 0: a new entity; AuthEpoch and LastSeq
+	// are 0.
+	Resume    EntityID
+	AuthEpoch uint64
+	LastSeq   uint32
+}
+
+// RefuseMsg tells a gateway that its JoinMsg was refused.
+type RefuseMsg struct {
+	Client uint32 // ≠ 0
+	Reason DisconnectReason
+}
+
+// InteractMsg carries an interaction between servers: from the actor's owner toward the owner
+// of Target, passing through servers that hold a ghost of Target or know where it went.
+// The actor's owner resends it until an InteractAckMsg arrives (every few ticks: the cell
+// server's retry interval); receivers deliver (Actor, Seq) at most once. A gateway sends one too
+// (Origin = the gateway) to the owner of its session's entity Actor: the client's Interact, in
+// the session's input sequence, acknowledged by FrameMsg.LastSeq rather than an InteractAckMsg.
+// Data aliases the payload when decoded.
+type InteractMsg struct {
+	Origin uint64   // the actor's owner that sends and resends it, and gets the ack (or the session's gateway); ≠ 0
+	Actor  EntityID // ≠ 0
+	Seq    uint32   // ≠ 0
+	Target EntityID // ≠ 0
+	Kind   InteractKind
+	Data   []byte // ≤ MaxInteractData bytes; valid UTF-8 for InteractChat
+}
+
+// InteractAckMsg tells the actor's owner that an interaction was delivered (or is
+// undeliverable: Target no longer exists; Delivered false).
+type InteractAckMsg struct {
+	Actor     EntityID // ≠ 0
+	Seq       uint32   // ≠ 0
+	Delivered bool
+}
