@@ -448,7 +448,14 @@ func (c *Cluster) proposeStaged(ctx context.Context) {
 // Step implements Stepper: it runs the Member for one tick and performs its output.
 func (c *Cluster) Step(in *StepInput) *StepOutput {
 	mi := &c.mi
-	*mi = MemberInput{Tick: in.Tick, Peer: mi.Peer[:0], Opens: mi.Opens[:0], Closes: in.Leaves, Inputs: in.Inputs, Acks: in.Acks}
+	*mi = MemberInput{Tick: in.Tick, Peer: mi.Peer[:0], Opens: mi.Opens[:0], Closes: in.Leaves, Inputs: mi.Inputs[:0], Interacts: mi.Interacts[:0], Acks: in.Acks}
+	for _, ci := range in.Inputs {
+		if ci.Interact != nil {
+			mi.Interacts = append(mi.Interacts, ClientInteract{Client: ci.Client, Interact: *ci.Interact})
+		} else {
+			mi.Inputs = append(mi.Inputs, ci)
+		}
+	}
 	if mp := c.latest.Load(); mp != nil && mp.Version > c.applied {
 		mi.Map, c.applied = mp, mp.Version
 		c.cm.mapVersion.Set(float64(mp.Version))
@@ -504,7 +511,11 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		c.Listener.SendControl(gateway.SessionID(j.Client), j.Welcome.AppendFrame(nil))
 	}
 	for _, f := range out.Frames {
-		c.Listener.SendSnapshot(gateway.SessionID(f.Client), f.Frame)
+		if f.Control {
+			c.Listener.SendControl(gateway.SessionID(f.Client), f.Frame)
+		} else {
+			c.Listener.SendSnapshot(gateway.SessionID(f.Client), f.Frame)
+		}
 	}
 	for _, l := range out.Lost {
 		c.cm.lost.Inc()
@@ -561,6 +572,14 @@ func (c *Cluster) countStats() {
 	add(c.cm.events, "import_errors", s.ImportErrors, p.ImportErrors)
 	add(c.cm.events, "migrations_aborted", s.MigrationsAborted, p.MigrationsAborted)
 	add(c.cm.events, "entities_dropped", s.EntitiesDropped, p.EntitiesDropped)
+	add(c.cm.events, "gateway_joins", s.GatewayJoins, p.GatewayJoins)
+	add(c.cm.events, "resumed", s.Resumed, p.Resumed)
+	add(c.cm.events, "sessions_idled", s.SessionsIdled, p.SessionsIdled)
+	add(c.cm.events, "interacts_applied", s.InteractsApplied, p.InteractsApplied)
+	add(c.cm.events, "interacts_delivered", s.InteractsDelivered, p.InteractsDelivered)
+	add(c.cm.events, "interacts_duplicate", s.InteractsDuplicate, p.InteractsDuplicate)
+	add(c.cm.events, "interacts_expired", s.InteractsExpired, p.InteractsExpired)
+	add(c.cm.events, "interacts_unsupported", s.InteractsUnsupported, p.InteractsUnsupported)
 }
 
 // Open implements gateway.Backend: a new session joins at a random point of the world.
@@ -584,6 +603,13 @@ func (c *Cluster) Open(id gateway.SessionID, _ []byte) {
 func (c *Cluster) Input(id gateway.SessionID, in wire.Input) {
 	if d := c.driver.Load(); d != nil {
 		d.Input(ClientInput{Client: ClientID(id), Input: in})
+	}
+}
+
+// Interact implements gateway.Backend: an interaction, in the client's input sequence.
+func (c *Cluster) Interact(id gateway.SessionID, in wire.Interact) {
+	if d := c.driver.Load(); d != nil {
+		d.Input(ClientInput{Client: ClientID(id), Input: wire.Input{Seq: in.Seq}, Interact: &in})
 	}
 }
 

@@ -35,6 +35,9 @@ type Config struct {
 	// new owner at a handoff, and may cross); after that the gap is skipped (counted). 0: never
 	// wait.
 	InputGapTicks int
+	// RecordInputs lists every applied input in StepOutput.Applied (tests check that each is
+	// applied exactly once).
+	RecordInputs bool
 	// MaxClients caps the connected clients; further joins are rejected.
 	MaxClients int
 	// EntityIDBase: entity ids are allocated EntityIDBase+1, EntityIDBase+2, ... and never

@@ -229,6 +229,9 @@ func (d *Driver) step(t wire.Tick, in *StepInput) {
 	m.Clients.Set(float64(out.Clients))
 	m.SnapshotBytes.Add(float64(out.BytesOut))
 	m.CurrentTick.Set(float64(t))
+	if out.SkippedSeqs > 0 {
+		m.SkippedSeqs.Add(float64(out.SkippedSeqs))
+	}
 	out.Rejected.each(func(reason string, n int) {
 		m.RejectedInputs.WithLabelValues(reason).Add(float64(n))
 	})

@@ -86,6 +86,11 @@ type Member struct {
 	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
+	joins     map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
+	heard     map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
+	interacts map[interactKey]*outInteract // applied here, not yet delivered
+	delivered map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
+
 	stepIn StepInput
 	out    MemberOutput
 	stats  MemberStats
@@ -124,6 +129,9 @@ type MemberConfig struct {
 	// dropped.
 	GhostDistance, GhostHysteresis float64
 	GhostExpireTicks               int
+	// SessionIdleTicks: the entity of a session homed at a gateway that has sent nothing
+	// (inputs, acks) for this long leaves the world. 0: never.
+	SessionIdleTicks int
 }
 
 // DefaultMemberConfig returns a configuration for server id, incarnation inc.
@@ -132,6 +140,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 		Server: id, Incarnation: inc, World: DefaultConfig(),
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
 		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 20,
+		SessionIdleTicks: 20 * 30,
 	}
 }
 
@@ -154,6 +163,8 @@ func (c MemberConfig) Validate() error {
 		return configErr("MemberConfig.GhostHysteresis", c.GhostHysteresis, "must be in [0, %d]", MaxAOIRadius)
 	case c.GhostExpireTicks < 2:
 		return configErr("MemberConfig.GhostExpireTicks", c.GhostExpireTicks, "must be ≥ 2")
+	case c.SessionIdleTicks < 0:
+		return configErr("MemberConfig.SessionIdleTicks", c.SessionIdleTicks, "must be ≥ 0")
 	}
 	return c.World.Validate()
 }
@@ -233,10 +244,12 @@ type forwardTo struct {
 	until wire.Tick
 }
 
-// heldMsg is an input or leave for an entity in flight.
+// heldMsg is an input, leave or interaction for an entity in flight: one field is set.
 type heldMsg struct {
-	input *wire.InputMsg
-	leave *wire.LeaveMsg
+	input    *wire.InputMsg
+	leave    *wire.LeaveMsg
+	interact *wire.InteractMsg // from the actor's session (in its input sequence)
+	routed   *wire.InteractMsg // applied by the actor's owner, on its way to its target
 }
 
 // PeerIn is a message received from a peer, decoded.
@@ -274,10 +287,11 @@ type MemberInput struct {
 	DeclaredDead bool
 	Peer         []PeerIn
 	// The sessions homed here.
-	Opens  []SessionOpen
-	Closes []ClientID
-	Inputs []ClientInput
-	Acks   []ClientAck
+	Opens     []SessionOpen
+	Closes    []ClientID
+	Inputs    []ClientInput
+	Interacts []ClientInteract
+	Acks      []ClientAck
 }
 
 // MemberOutput is what one Step produced; it is reused by the next Step.
@@ -311,8 +325,15 @@ type MemberStats struct {
 	// because they came from an older owner than the ghost's.
 	GhostUpdatesOut, GhostsExpired, StaleGhosts int
 	ImportErrors                                int
-	EntitiesDropped                             int // entities dropped because this server was declared dead or a session's home died
-	SessionsLost                                int
+	// Gateway sessions: joins taken, entities resumed after their server died, entities
+	// dropped because their gateway went silent.
+	GatewayJoins, Resumed, SessionsIdled int
+	// Interactions applied here (from the actor's client), delivered here (to their target),
+	// duplicates not delivered again, given up (undelivered after RememberTicks), and
+	// interactions of sessions homed here whose entity is elsewhere (need a gateway).
+	InteractsApplied, InteractsDelivered, InteractsDuplicate, InteractsExpired, InteractsUnsupported int
+	EntitiesDropped                                                                                  int // entities dropped because this server was declared dead or a session's home died
+	SessionsLost                                                                                     int
 }
 
 // NewMember returns a Member with an empty World.
@@ -348,6 +369,10 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		ghostOf:    map[wire.EntityID]ghostMeta{},
 		ghostBatch: map[raftmeta.ServerID][]wire.EntityRecord{},
 		ghostGone:  map[raftmeta.ServerID][]wire.GhostRef{},
+		joins:      map[SessionKey]wire.Tick{},
+		heard:      map[ClientID]wire.Tick{},
+		interacts:  map[interactKey]*outInteract{},
+		delivered:  map[interactKey]wire.Tick{},
 		nextXfer:   cfg.Incarnation << 32,
 	}, nil
 }
@@ -450,6 +475,7 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 		o.World = wo
 		m.stepIn = StepInput{Joins: m.stepIn.Joins[:0], Leaves: m.stepIn.Leaves[:0], Inputs: m.stepIn.Inputs[:0], Acks: m.stepIn.Acks[:0]}
 		m.deliver(wo)
+		m.applied(wo, t)
 		m.rehome(t)
 		for _, f := range m.toFreeze {
 			m.freeze(f.key, f.tr, t)
@@ -603,7 +629,7 @@ func (m *Member) applyMap(mp *raftmeta.Map, t wire.Tick) {
 		}
 	}
 	for _, wc := range sortedKeys(m.remoteOf) {
-		if key := m.remoteOf[wc]; !m.alive[key.Home] {
+		if key := m.remoteOf[wc]; !m.alive[key.Home] && !wire.IsGatewayID(uint64(key.Home)) {
 			if e, ok := m.world.ClientEntity(wc); ok {
 				m.exp = m.world.Export(m.exp[:0], e)
 				m.forget(m.exp)
@@ -750,6 +776,7 @@ func (m *Member) record(e Exported) wire.EntityRecord {
 		if key, ok := m.remoteOf[e.Client]; ok {
 			delete(m.remoteOf, e.Client)
 			delete(m.remote, key)
+			delete(m.heard, e.Client)
 		}
 	}
 	s := e.State
@@ -822,6 +849,9 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		m.nextCID++
 		m.remote[home] = wc
 		m.remoteOf[wc] = home
+		if wire.IsGatewayID(uint64(home.Home)) {
+			m.heard[wc] = t
+		}
 	}
 	if s, ok := m.sessions[home.Client]; ok && home.Home == m.self && s.entity == r.ID {
 		s.owner, s.auth = m.self, auth
@@ -868,6 +898,10 @@ func (m *Member) dropEverything() {
 	clear(m.held)
 	clear(m.forward)
 	clear(m.backoff)
+	clear(m.joins)
+	clear(m.heard)
+	clear(m.interacts)
+	clear(m.delivered)
 	for _, c := range sortedKeys(m.sessions) {
 		m.out.Lost = append(m.out.Lost, c)
 		m.stats.SessionsLost++
@@ -986,10 +1020,15 @@ func (m *Member) release(e wire.EntityID, t wire.Tick) {
 	delete(m.held, e)
 	for _, h := range hs {
 		m.stats.Held++
-		if h.input != nil {
+		switch {
+		case h.input != nil:
 			m.routeInput(*h.input, t)
-		} else {
+		case h.leave != nil:
 			m.routeLeave(*h.leave, t)
+		case h.interact != nil:
+			m.sessionInteract(*h.interact, t)
+		default:
+			m.routeInteract(h.routed, t)
 		}
 	}
 }
@@ -1010,7 +1049,7 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 	case *wire.InputMsg:
 		m.routeInput(*msg, t)
 	case *wire.AckMsg:
-		m.routeAck(*msg)
+		m.routeAck(*msg, t)
 	case *wire.LeaveMsg:
 		m.routeLeave(*msg, t)
 	case *wire.FrameMsg:
@@ -1019,6 +1058,17 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 		m.onGhosts(p.From, *msg, t)
 	case *wire.GhostGoneMsg:
 		m.onGhostGone(*msg)
+	case *wire.JoinMsg:
+		m.onJoin(p.From, *msg, t)
+	case *wire.InteractMsg:
+		if wire.IsGatewayID(msg.Origin) {
+			m.sessionInteract(*msg, t)
+		} else {
+			c := *msg
+			m.routeInteract(&c, t)
+		}
+	case *wire.InteractAckMsg:
+		m.onInteractAck(*msg)
 	}
 }
 
@@ -1106,6 +1156,9 @@ func (m *Member) worldClient(home raftmeta.ServerID, c ClientID) (ClientID, bool
 func (m *Member) routeInput(msg wire.InputMsg, t wire.Tick) {
 	if wc, ok := m.worldClient(raftmeta.ServerID(msg.Home), ClientID(msg.Client)); ok {
 		m.stepIn.Inputs = append(m.stepIn.Inputs, ClientInput{Client: wc, Input: msg.Input})
+		if _, remote := m.heard[wc]; remote {
+			m.heard[wc] = t
+		}
 		return
 	}
 	m.holdOrForward(msg.Entity, heldMsg{input: &msg}, &msg)
@@ -1126,9 +1179,12 @@ func (m *Member) holdOrForward(e wire.EntityID, h heldMsg, msg wire.PeerMessage)
 	m.stats.Unroutable++
 }
 
-func (m *Member) routeAck(msg wire.AckMsg) {
+func (m *Member) routeAck(msg wire.AckMsg, t wire.Tick) {
 	if wc, ok := m.worldClient(raftmeta.ServerID(msg.Home), ClientID(msg.Client)); ok {
 		m.stepIn.Acks = append(m.stepIn.Acks, ClientAck{Client: wc, Tick: msg.Tick})
+		if _, remote := m.heard[wc]; remote {
+			m.heard[wc] = t
+		}
 		return
 	}
 	if f, ok := m.forward[msg.Entity]; ok {
@@ -1236,6 +1292,19 @@ func (m *Member) localSessions(in *MemberInput) {
 			m.send(s.owner, &msg)
 		}
 	}
+	for _, ci := range in.Interacts {
+		s, ok := m.sessions[ci.Client]
+		if !ok || s.entity == 0 {
+			continue
+		}
+		if s.owner != m.self && !m.moving(s.entity) {
+			m.stats.InteractsUnsupported++
+			continue
+		}
+		msg := wire.InteractMsg{Origin: uint64(m.self), Actor: s.entity, Seq: ci.Interact.Seq,
+			Target: ci.Interact.Target, Kind: ci.Interact.Kind, Data: ci.Interact.Data}
+		m.sessionInteract(msg, in.Tick)
+	}
 	for _, a := range in.Acks {
 		s, ok := m.sessions[a.Client]
 		if !ok || s.entity == 0 {
@@ -1243,7 +1312,7 @@ func (m *Member) localSessions(in *MemberInput) {
 		}
 		msg := wire.AckMsg{Home: uint64(m.self), Client: uint32(a.Client), Entity: s.entity, Tick: a.Tick}
 		if s.owner == m.self {
-			m.routeAck(msg)
+			m.routeAck(msg, in.Tick)
 		} else {
 			m.send(s.owner, &msg)
 		}
@@ -1254,6 +1323,9 @@ func (m *Member) localSessions(in *MemberInput) {
 // its session's home.
 func (m *Member) deliver(wo *StepOutput) {
 	for _, j := range wo.Joined {
+		if m.remoteJoined(j) {
+			continue
+		}
 		if s, ok := m.sessions[j.Client]; ok {
 			s.entity, s.owner, s.auth = j.Entity, m.self, 1
 			m.ents[j.Entity] = entityMeta{auth: 1, home: SessionKey{m.self, j.Client}}
@@ -1265,6 +1337,9 @@ func (m *Member) deliver(wo *StepOutput) {
 		}
 	}
 	for _, r := range wo.Refused {
+		if m.remoteRefused(r) {
+			continue
+		}
 		delete(m.sessions, r.Client)
 		m.out.Refused = append(m.out.Refused, r)
 	}
@@ -1283,8 +1358,7 @@ func (m *Member) deliver(wo *StepOutput) {
 		if !ok {
 			continue
 		}
-		e, _ := m.world.ClientEntity(snap.Client)
-		m.send(key.Home, &wire.FrameMsg{Client: uint32(key.Client), Entity: e, AuthEpoch: m.ents[e].auth, Frame: snap.Frame})
+		m.sendFrame(snap.Client, key, snap.Frame)
 	}
 }
 
@@ -1314,9 +1388,11 @@ func (m *Member) retry(t wire.Tick) {
 			m.out.Staged = append(m.out.Staged, raftmeta.Staged{Change: k.change, Transfer: k.transfer, Server: m.self})
 		}
 	}
+	m.retryInteracts(t)
 	if t%every != 0 {
 		return
 	}
+	m.expireSessions(t)
 	remember := wire.Tick(m.cfg.RememberTicks)
 	for k, d := range m.seen {
 		if t-d.at > remember {

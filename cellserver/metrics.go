@@ -16,6 +16,7 @@ type Metrics struct {
 	Clients        prometheus.Gauge
 	SnapshotBytes  prometheus.Counter
 	RejectedInputs *prometheus.CounterVec // reason
+	SkippedSeqs    prometheus.Counter
 	CurrentTick    prometheus.Gauge
 }
 
@@ -39,6 +40,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meridian_snapshot_bytes_total", Help: "Bytes of snapshot frames built for clients."})),
 		RejectedInputs: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_rejected_inputs_total", Help: "Client inputs rejected, by reason."}, []string{"reason"})),
+		SkippedSeqs: promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_input_seqs_skipped_total", Help: "Input sequence numbers never received: a later input waited InputGapTicks for them, then they were given up (dropped inputs)."})),
 		CurrentTick: promutil.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meridian_tick", Help: "The tick number last simulated."})),
 	}

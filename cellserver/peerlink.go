@@ -19,7 +19,9 @@ import (
 
 // Peer links (the I/O edge of member.go's peer messages). Every cell server listens on its
 // peer address; to send to a peer it keeps one outgoing TCP connection per peer, which opens
-// with a wire.PeerHelloMsg naming the sender, then carries wire peer frames one way. Frames to a
+// with a wire.PeerHelloMsg naming the sender, then carries wire peer frames one way. A
+// gateway (an id ≥ wire.GatewayIDBase) has no peer address: it dials in, and the server
+// answers over that same connection (its hello, then the gateway's frames). Frames to a
 // peer wait in a bounded queue while its link (re)connects; when the queue is full the frame is
 // dropped and counted: handoffs and migrations are retried by the Member, inputs are not (a
 // dropped input is counted; the client's next input supersedes it).
@@ -63,7 +65,8 @@ type peerLink struct {
 
 type peerMetrics struct {
 	sent, recv, dropped, bad prometheus.Counter
-	sentBytes                prometheus.Counter
+	sentBytes                *prometheus.CounterVec // by message type
+	byType                   [256]prometheus.Counter
 }
 
 func newPeerMetrics(reg prometheus.Registerer) *peerMetrics {
@@ -71,12 +74,33 @@ func newPeerMetrics(reg prometheus.Registerer) *peerMetrics {
 		return promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 	}
 	return &peerMetrics{
-		sent:      c("meridian_peer_frames_sent_total", "Peer frames written to other cell servers."),
-		sentBytes: c("meridian_peer_bytes_sent_total", "Bytes of peer frames written to other cell servers."),
+		sent: c("meridian_peer_frames_sent_total", "Peer frames written to other cell servers."),
+		sentBytes: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_peer_bytes_sent_total",
+			Help: "Bytes of peer frames written to other cell servers and gateways, by message type."}, []string{"type"})),
 		recv:      c("meridian_peer_frames_received_total", "Peer frames received and decoded."),
 		dropped:   c("meridian_peer_frames_dropped_total", "Peer frames dropped because a peer's send queue or the inbox was full."),
 		bad:       c("meridian_peer_frames_rejected_total", "Peer frames or connections rejected as malformed."),
 	}
+}
+
+// bytes counts a frame's bytes under its message type.
+func (m *peerMetrics) bytes(f []byte) {
+	if len(f) <= wire.PeerFrameHeaderSize-1 {
+		return
+	}
+	t := f[wire.PeerFrameHeaderSize-1]
+	if c := m.byType[t]; c != nil {
+		c.Add(float64(len(f)))
+	} else {
+		m.sentBytes.WithLabelValues(wire.PeerType(t).String()).Add(float64(len(f)))
+	}
+}
+
+func (m *peerMetrics) init() *peerMetrics {
+	for t := wire.PeerHello; t <= wire.PeerInteractAck; t++ {
+		m.byType[t] = m.sentBytes.WithLabelValues(t.String())
+	}
+	return m
 }
 
 func listenPeers(ctx context.Context, addr string, self raftmeta.ServerID, inc uint64, reg prometheus.Registerer, log *slog.Logger) (*peerNet, error) {
@@ -85,7 +109,7 @@ func listenPeers(ctx context.Context, addr string, self raftmeta.ServerID, inc u
 		return nil, fmt.Errorf("cellserver: peer listener: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &peerNet{self: self, inc: inc, log: log, met: newPeerMetrics(reg), ln: ln,
+	p := &peerNet{self: self, inc: inc, log: log, met: newPeerMetrics(reg).init(), ln: ln,
 		links: map[raftmeta.ServerID]*peerLink{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
 	p.wg.Add(1)
 	go p.accept()
@@ -153,6 +177,18 @@ func (p *peerNet) read(c net.Conn) {
 		return
 	}
 	from := raftmeta.ServerID(hello.Server)
+	if wire.IsGatewayID(hello.Server) {
+		// A gateway dials in and is answered over the same connection: this server's hello,
+		// then the frames for its sessions (it has no peer address of its own).
+		done := make(chan struct{})
+		defer close(done)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.write(p.link(from), c, done)
+			c.Close() // a failed write ends the reader too
+		}()
+	}
 	for {
 		t, payload, err := r.Next()
 		if err != nil {
@@ -270,13 +306,14 @@ func (p *peerNet) run(l *peerLink) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		p.write(l, c)
+		p.write(l, c, nil)
 		c.Close()
 	}
 }
 
-// write sends the hello, then the queue, until an error, a new address or shutdown.
-func (p *peerNet) write(l *peerLink, c net.Conn) {
+// write sends the hello, then the queue, until an error, a new address, done (an inbound
+// connection ended) or shutdown.
+func (p *peerNet) write(l *peerLink, c net.Conn, done <-chan struct{}) {
 	p.mu.Lock()
 	if p.done {
 		p.mu.Unlock()
@@ -308,6 +345,8 @@ func (p *peerNet) write(l *peerLink, c net.Conn) {
 			return
 		case <-l.kick:
 			return // reconnect to the new address
+		case <-done:
+			return
 		case f = <-l.q:
 		}
 		for f != nil {
@@ -317,7 +356,7 @@ func (p *peerNet) write(l *peerLink, c net.Conn) {
 				return
 			}
 			p.met.sent.Inc()
-			p.met.sentBytes.Add(float64(len(f)))
+			p.met.bytes(f)
 			select {
 			case f = <-l.q:
 			default:

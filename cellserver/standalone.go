@@ -89,6 +89,15 @@ func (s *Standalone) Deliver(out *StepOutput) {
 	for _, snap := range out.Snapshots {
 		s.Listener.SendSnapshot(gateway.SessionID(snap.Client), snap.Frame)
 	}
+	// Interactions: the whole world is here, so every target is real here (or gone).
+	for _, a := range out.Interacts {
+		wc, ok := s.World.entityClient(a.Interact.Target)
+		if !ok || wc == 0 {
+			continue
+		}
+		ia := wire.Interaction{From: a.Entity, Seq: a.Interact.Seq, Tick: s.World.Tick(), Kind: a.Interact.Kind, Data: a.Interact.Data}
+		s.Listener.SendControl(gateway.SessionID(wc), ia.AppendFrame(nil))
+	}
 }
 
 // Open implements gateway.Backend: a new session joins at a random point of the world.
@@ -105,6 +114,11 @@ func (s *Standalone) Open(id gateway.SessionID, _ []byte) {
 // Input implements gateway.Backend.
 func (s *Standalone) Input(id gateway.SessionID, in wire.Input) {
 	s.Driver.Input(ClientInput{Client: ClientID(id), Input: in})
+}
+
+// Interact implements gateway.Backend: an interaction, in the client's input sequence.
+func (s *Standalone) Interact(id gateway.SessionID, in wire.Interact) {
+	s.Driver.Input(ClientInput{Client: ClientID(id), Input: wire.Input{Seq: in.Seq}, Interact: &in})
 }
 
 // Ack implements gateway.Backend.

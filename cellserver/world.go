@@ -28,6 +28,12 @@ type ClientInput struct {
 	Interact *wire.Interact
 }
 
+// AppliedInput names one applied input or interaction (Config.RecordInputs: for tests).
+type AppliedInput struct {
+	Entity wire.EntityID
+	Seq    uint32
+}
+
 // AppliedInteract is an interaction a client's entity performed this tick, in sequence order
 // with its inputs; the Member routes it to its target.
 type AppliedInteract struct {
@@ -127,7 +133,9 @@ type StepOutput struct {
 	Refused   []Refused        // joins refused this tick: the edge must tell those clients and close them
 	Snapshots []ClientSnapshot // one per client, in the World's client order
 	Interacts []AppliedInteract
-	Rejected  RejectCounts
+	// Applied lists every input and interaction applied this tick, if Config.RecordInputs.
+	Applied  []AppliedInput
+	Rejected RejectCounts
 	// SkippedSeqs counts input sequence numbers given up on: a later input waited
 	// InputGapTicks for them (lost on the way, or dropped by the edge's rate limit).
 	SkippedSeqs int
@@ -253,6 +261,7 @@ func (w *World) Step(in *StepInput) *StepOutput {
 	out.Refused = out.Refused[:0]
 	out.Snapshots = out.Snapshots[:0]
 	out.Interacts = out.Interacts[:0]
+	out.Applied = out.Applied[:0]
 	out.SkippedSeqs = 0
 	out.Rejected = RejectCounts{}
 	out.BytesOut, out.EncodeErrors, out.ViewEntities = 0, 0, 0
@@ -519,6 +528,9 @@ const maxWaitingInputs = 64
 
 // applyInput applies one input in sequence (in.Input.Seq > c.lastSeq).
 func (w *World) applyInput(c *client, in *ClientInput) {
+	if w.cfg.RecordInputs && in.Input.Yaw < wire.YawSteps {
+		w.out.Applied = append(w.out.Applied, AppliedInput{Entity: c.entity, Seq: in.Input.Seq})
+	}
 	if in.Interact != nil {
 		c.lastSeq = in.Input.Seq
 		w.out.Interacts = append(w.out.Interacts, AppliedInteract{Client: c.id, Entity: c.entity, Interact: *in.Interact})

@@ -1,0 +1,291 @@
+package cellserver
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/meridian-mmo/meridian/raftmeta"
+	"github.com/meridian-mmo/meridian/wire"
+)
+
+// Sessions homed at a gateway (DESIGN.md §4) and interactions between entities.
+//
+// A gateway (peer id ≥ wire.GatewayIDBase) homes client sessions: it sends a JoinMsg to the
+// owner of the spawn cell, which creates the entity with a World client for the session (a
+// remote client, as for a session homed on another cell server) and from then on sends the
+// session's frames — the first a Welcome — to the gateway as FrameMsg, each carrying the
+// entity's authority epoch, the last input sequence applied and its position, wherever the
+// entity goes. The gateway sends inputs, acks, interactions and the leave to the server that sent
+// the newest frames; the Member's hold-and-forward (member.go) covers the switch. A repeated
+// JoinMsg for a session joined within RememberTicks is ignored (the gateway retries a join to
+// the same server until a frame comes). A gateway that re-creates the entity of a dead server
+// sends JoinMsg.Resume: the entity comes back with the same id, position and input sequence.
+// An entity whose gateway session has sent nothing for SessionIdleTicks leaves the world (the
+// gateway died, or forgot the session and its Leave was lost).
+//
+// Interactions (wire.Interact: an attack, a chat message, a trade request) come from the
+// client in the sequence of its inputs (InteractMsg with Origin = the gateway) and are applied
+// by the actor's owner in that order, exactly once. The owner then routes each toward its
+// target's real entity: delivered here if the target is real here; else sent to the owner of
+// the target's ghost here, held while the target is in flight from here, or forwarded to where
+// it went. The owner keeps it and re-routes it every RetryTicks until the deliverer acks it
+// (InteractAckMsg), for RememberTicks at most. Each server delivers an interaction (Actor, Seq)
+// at most once while it remembers it, and the gateway drops a duplicate a retry may cause on a
+// second server; so each is delivered to the target's client exactly once.
+
+// ClientInteract is an interaction sent by the client of a session homed here (the embedded
+// edge). Only one whose entity is here or in flight from here can be applied: an
+// InteractMsg from a cell server is routing, not a session's input; interactions of entities
+// elsewhere need a gateway (counted in MemberStats.InteractsUnsupported).
+type ClientInteract struct {
+	Client   ClientID
+	Interact wire.Interact
+}
+
+type interactKey struct {
+	actor wire.EntityID
+	seq   uint32
+}
+
+func compareInteractKeys(a, b interactKey) int {
+	if a.actor != b.actor {
+		return cmp.Compare(a.actor, b.actor)
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
+// outInteract is an interaction applied here, routed until delivered.
+type outInteract struct {
+	msg   wire.InteractMsg
+	sent  wire.Tick
+	until wire.Tick
+}
+
+// onJoin opens (or resumes) the entity of a session homed at a gateway.
+func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
+	if uint64(from) != msg.Home || !wire.IsGatewayID(msg.Home) {
+		m.stats.Unroutable++ // a join comes from its session's gateway, over its own link
+		return
+	}
+	key := SessionKey{Home: from, Client: ClientID(msg.Client)}
+	if _, ok := m.joins[key]; ok {
+		return // a retry: the frames of wherever the entity went answer it
+	}
+	if _, ok := m.remote[key]; ok {
+		return
+	}
+	m.joins[key] = t + wire.Tick(m.cfg.RememberTicks)
+	if msg.Resume != 0 {
+		if _, here := m.ents[msg.Resume]; here || m.moving(msg.Resume) {
+			return
+		}
+		r := wire.EntityRecord{ID: msg.Resume, X: msg.X, Z: msg.Z, Kind: msg.Kind,
+			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq}
+		if err := m.importRecord(r, t, true, t, &m.stats.FrozenHandoff); err != nil {
+			m.send(from, &wire.RefuseMsg{Client: msg.Client, Reason: wire.ReasonEntityLost})
+			return
+		}
+		m.stats.Resumed++
+		return
+	}
+	if m.world.nextID-m.cfg.World.EntityIDBase >= entityIDsPerIncarnation-1 {
+		// This incarnation's entity ids are used up: restart the server for a new range.
+		m.send(from, &wire.RefuseMsg{Client: msg.Client, Reason: wire.ReasonServerFull})
+		return
+	}
+	wc := m.nextCID
+	m.nextCID++
+	m.remote[key], m.remoteOf[wc] = wc, key
+	m.heard[wc] = t
+	m.stepIn.Joins = append(m.stepIn.Joins, Join{Client: wc, Kind: msg.Kind,
+		Spawn: [2]float64{float64(msg.X) / wire.PosUnitsPerMetre, float64(msg.Z) / wire.PosUnitsPerMetre}})
+	m.stats.GatewayJoins++
+}
+
+// remoteJoined sends the welcome of a gateway session's new entity.
+func (m *Member) remoteJoined(j Joined) bool {
+	key, ok := m.remoteOf[j.Client]
+	if !ok {
+		return false
+	}
+	m.ents[j.Entity] = entityMeta{auth: 1, home: key}
+	m.sendFrame(j.Client, key, j.Welcome.AppendFrame(nil))
+	return true
+}
+
+// remoteRefused tells a gateway that the World turned its session's join down.
+func (m *Member) remoteRefused(r Refused) bool {
+	key, ok := m.remoteOf[r.Client]
+	if !ok {
+		return false
+	}
+	delete(m.remoteOf, r.Client)
+	delete(m.remote, key)
+	delete(m.heard, r.Client)
+	m.send(key.Home, &wire.RefuseMsg{Client: uint32(key.Client), Reason: r.Reason})
+	return true
+}
+
+// sendFrame sends a client frame to the home of a remote World client, with what the home
+// routes by.
+func (m *Member) sendFrame(wc ClientID, key SessionKey, frame []byte) {
+	e, seq, x, z, ok := m.world.clientInfo(wc)
+	if !ok {
+		return
+	}
+	m.send(key.Home, &wire.FrameMsg{Client: uint32(key.Client), Entity: e, AuthEpoch: m.ents[e].auth,
+		LastSeq: seq, X: x, Z: z, Frame: frame})
+}
+
+// expireSessions drops the entities of gateway sessions silent for SessionIdleTicks, and
+// forgets old joins and deliveries.
+func (m *Member) expireSessions(t wire.Tick) {
+	if idle := wire.Tick(m.cfg.SessionIdleTicks); idle > 0 {
+		for _, wc := range sortedKeys(m.heard) {
+			if t-m.heard[wc] <= idle {
+				continue
+			}
+			if e, ok := m.world.ClientEntity(wc); ok {
+				m.exp = m.world.Export(m.exp[:0], e)
+				m.forget(m.exp)
+				m.stats.SessionsIdled++
+			}
+			delete(m.heard, wc)
+		}
+	}
+	for k, until := range m.joins {
+		if t >= until {
+			delete(m.joins, k)
+		}
+	}
+	for k, until := range m.delivered {
+		if t >= until {
+			delete(m.delivered, k)
+		}
+	}
+}
+
+// ---- interactions ----
+
+// sessionInteract puts an interaction from the actor's client into the World, in sequence with
+// its inputs; if the actor is not here it is held or forwarded like an input.
+func (m *Member) sessionInteract(msg wire.InteractMsg, t wire.Tick) {
+	home := raftmeta.ServerID(msg.Origin)
+	if meta, ok := m.ents[msg.Actor]; ok && meta.home.Home == home {
+		if wc, ok := m.worldClient(home, meta.home.Client); ok {
+			if _, remote := m.heard[wc]; remote {
+				m.heard[wc] = t
+			}
+			in := wire.Interact{Seq: msg.Seq, Target: msg.Target, Kind: msg.Kind, Data: msg.Data}
+			m.stepIn.Inputs = append(m.stepIn.Inputs, ClientInput{Client: wc, Input: wire.Input{Seq: msg.Seq}, Interact: &in})
+			return
+		}
+	}
+	m.holdOrForward(msg.Actor, heldMsg{interact: &msg}, &msg)
+}
+
+// applied takes the interactions the World applied this tick and routes them.
+func (m *Member) applied(wo *StepOutput, t wire.Tick) {
+	for _, a := range wo.Interacts {
+		k := interactKey{a.Entity, a.Interact.Seq}
+		o := &outInteract{
+			msg: wire.InteractMsg{Origin: uint64(m.self), Actor: a.Entity, Seq: a.Interact.Seq,
+				Target: a.Interact.Target, Kind: a.Interact.Kind, Data: slices.Clone(a.Interact.Data)},
+			sent: t, until: t + wire.Tick(m.cfg.RememberTicks),
+		}
+		m.interacts[k] = o
+		m.stats.InteractsApplied++
+		m.routeInteract(&o.msg, t)
+	}
+}
+
+// routeInteract moves an interaction one step toward its target's real entity.
+func (m *Member) routeInteract(msg *wire.InteractMsg, t wire.Tick) {
+	tgt := msg.Target
+	if _, real := m.world.entityClient(tgt); real {
+		m.deliverInteract(msg, t)
+		return
+	}
+	if g, ok := m.ghostOf[tgt]; ok {
+		m.send(g.owner, msg)
+		return
+	}
+	if m.moving(tgt) {
+		c := *msg
+		m.held[tgt] = append(m.held[tgt], heldMsg{routed: &c})
+		return
+	}
+	if f, ok := m.forward[tgt]; ok {
+		m.stats.Forwarded++
+		m.send(f.to, msg)
+		return
+	}
+	// Unknown here. The origin re-routes it every RetryTicks (the target may come into view
+	// as a ghost, or be handed here) until RememberTicks pass.
+	if raftmeta.ServerID(msg.Origin) != m.self {
+		m.stats.Unroutable++
+	}
+}
+
+// deliverInteract hands an interaction to its target (real here) and acknowledges it.
+func (m *Member) deliverInteract(msg *wire.InteractMsg, t wire.Tick) {
+	k := interactKey{msg.Actor, msg.Seq}
+	if _, dup := m.delivered[k]; dup {
+		m.stats.InteractsDuplicate++
+	} else {
+		m.delivered[k] = t + wire.Tick(m.cfg.RememberTicks)
+		m.stats.InteractsDelivered++
+		if wc, _ := m.world.entityClient(msg.Target); wc != 0 {
+			ia := wire.Interaction{From: msg.Actor, Seq: msg.Seq, Tick: t, Kind: msg.Kind, Data: msg.Data}
+			frame := ia.AppendFrame(nil)
+			if key, remote := m.remoteOf[wc]; remote {
+				m.sendFrame(wc, key, frame)
+			} else {
+				m.out.Frames = append(m.out.Frames, ClientSnapshot{Client: wc, Frame: frame, Control: true})
+			}
+		}
+	}
+	if origin := raftmeta.ServerID(msg.Origin); origin == m.self {
+		delete(m.interacts, k)
+	} else {
+		m.send(origin, &wire.InteractAckMsg{Actor: msg.Actor, Seq: msg.Seq, Delivered: true})
+	}
+}
+
+func (m *Member) onInteractAck(msg wire.InteractAckMsg) {
+	k := interactKey{msg.Actor, msg.Seq}
+	if _, ok := m.interacts[k]; !ok {
+		return
+	}
+	delete(m.interacts, k)
+	if !msg.Delivered {
+		m.stats.InteractsExpired++
+	}
+}
+
+// retryInteracts re-routes the interactions applied here and not yet delivered.
+func (m *Member) retryInteracts(t wire.Tick) {
+	if len(m.interacts) == 0 {
+		return
+	}
+	ks := make([]interactKey, 0, len(m.interacts))
+	for k := range m.interacts {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, compareInteractKeys)
+	every := wire.Tick(m.cfg.RetryTicks)
+	for _, k := range ks {
+		o, ok := m.interacts[k]
+		if !ok {
+			continue
+		}
+		switch {
+		case t >= o.until:
+			delete(m.interacts, k)
+			m.stats.InteractsExpired++
+		case t-o.sent >= every:
+			o.sent = t
+			m.routeInteract(&o.msg, t)
+		}
+	}
+}
