@@ -134,6 +134,7 @@ func sortCandidates(c []candidate) {
 type aoi struct {
 	enter2, leave2 int64   // squared radii in units² (d² ≤ enter2 enters, d² > leave2 leaves)
 	reach          int32   // ⌈enter radius⌉ in units: the half-width of the scanned square
+	reachLeave     int32   // ⌈leave radius⌉ in units: the same for a client's first view after an import
 	keptScale      float64 // enter2 / leave2: how much nearer a kept entity ranks at capacity
 	maxSlots       int
 
@@ -207,15 +208,19 @@ func (w *World) updateView(c *client, t wire.Tick) {
 	}
 
 	// Newcomers: entities within the enter radius, from the cells the enter circle overlaps.
-	cx0 := (max(sx-a.reach, g.minX) - g.minX) / g.cs
-	cz0 := (max(sz-a.reach, g.minZ) - g.minZ) / g.cs
-	cx1 := min((sx+a.reach-g.minX)/g.cs, g.w-1)
-	cz1 := min((sz+a.reach-g.minZ)/g.cs, g.h-1)
+	reach, enter2 := a.reach, a.enter2
+	if c.wide {
+		reach, enter2 = a.reachLeave, a.leave2
+		c.wide = false
+	}
+	cx0 := (max(sx-reach, g.minX) - g.minX) / g.cs
+	cz0 := (max(sz-reach, g.minZ) - g.minZ) / g.cs
+	cx1 := min((sx+reach-g.minX)/g.cs, g.w-1)
+	cz1 := min((sz+reach-g.minZ)/g.cs, g.h-1)
 	// First pass, branch-free: collect the rows within the enter radius (most scanned entries
 	// are not, unpredictably). Second pass: drop those already in view.
 	near := a.near
 	n := 0
-	enter2 := a.enter2
 	for cz := cz0; cz <= cz1; cz++ {
 		base := cz * g.w
 		for _, cell := range g.cells[base+cx0 : base+cx1+1] {

@@ -27,8 +27,8 @@ type Config struct {
 	// delta baseline; older acks get a full snapshot. At most wire.BaselineWindow, the views a
 	// client keeps.
 	HistoryTicks int
-	// MaxInputsPerTick is how many inputs one client may have applied per tick; the oldest
-	// excess inputs are rejected.
+	// MaxInputsPerTick is how many inputs one client may have applied per tick; further ones
+	// wait for the next ticks (a backlog after a handoff drains in a few ticks).
 	MaxInputsPerTick int
 	// InputGapTicks is how long a client's input that arrives ahead of a gap in its sequence
 	// waits for the missing ones (inputs travel gateway → old owner → new owner and gateway →

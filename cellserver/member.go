@@ -86,10 +86,11 @@ type Member struct {
 	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
-	joins     map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
-	heard     map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
-	interacts map[interactKey]*outInteract // applied here, not yet delivered
-	delivered map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
+	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
+	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
+	interacts  map[interactKey]*outInteract // applied here, not yet delivered
+	delivered  map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
+	homeFrames map[interactKey]*homeFrame   // delivered here to a gateway's client, not yet acknowledged by it
 
 	stepIn StepInput
 	out    MemberOutput
@@ -373,6 +374,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		heard:      map[ClientID]wire.Tick{},
 		interacts:  map[interactKey]*outInteract{},
 		delivered:  map[interactKey]wire.Tick{},
+		homeFrames: map[interactKey]*homeFrame{},
 		nextXfer:   cfg.Incarnation << 32,
 	}, nil
 }
@@ -902,6 +904,7 @@ func (m *Member) dropEverything() {
 	clear(m.heard)
 	clear(m.interacts)
 	clear(m.delivered)
+	clear(m.homeFrames)
 	for _, c := range sortedKeys(m.sessions) {
 		m.out.Lost = append(m.out.Lost, c)
 		m.stats.SessionsLost++
@@ -955,6 +958,7 @@ func (m *Member) rehome(t wire.Tick) {
 		m.ids = append(m.ids, p.ID)
 	}
 	slices.Sort(m.ids)
+	m.preghost(t)
 	m.exp = m.depart(m.exp[:0], t, m.ids)
 	for _, e := range m.exp {
 		c := m.lookup.at(e.State.X, e.State.Z)

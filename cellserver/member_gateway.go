@@ -54,6 +54,16 @@ func compareInteractKeys(a, b interactKey) int {
 	return cmp.Compare(a.seq, b.seq)
 }
 
+// homeFrame is an interaction delivered here to a client homed at a gateway: its frame is sent
+// again every RetryTicks until the gateway acknowledges it (InteractAckMsg), as the last hop
+// may lose it like any other.
+type homeFrame struct {
+	to    raftmeta.ServerID
+	msg   wire.FrameMsg
+	sent  wire.Tick
+	until wire.Tick
+}
+
 // outInteract is an interaction applied here, routed until delivered.
 type outInteract struct {
 	msg   wire.InteractMsg
@@ -239,7 +249,12 @@ func (m *Member) deliverInteract(msg *wire.InteractMsg, t wire.Tick) {
 			ia := wire.Interaction{From: msg.Actor, Seq: msg.Seq, Tick: t, Kind: msg.Kind, Data: msg.Data}
 			frame := ia.AppendFrame(nil)
 			if key, remote := m.remoteOf[wc]; remote {
-				m.sendFrame(wc, key, frame)
+				if e, seq, x, z, ok := m.world.clientInfo(wc); ok {
+					hf := &homeFrame{to: key.Home, sent: t, until: t + wire.Tick(m.cfg.RememberTicks),
+						msg: wire.FrameMsg{Client: uint32(key.Client), Entity: e, AuthEpoch: m.ents[e].auth, LastSeq: seq, X: x, Z: z, Frame: frame}}
+					m.homeFrames[k] = hf
+					m.send(hf.to, &hf.msg)
+				}
 			} else {
 				m.out.Frames = append(m.out.Frames, ClientSnapshot{Client: wc, Frame: frame, Control: true})
 			}
@@ -252,8 +267,10 @@ func (m *Member) deliverInteract(msg *wire.InteractMsg, t wire.Tick) {
 	}
 }
 
+// onInteractAck: the deliverer (or, for the last hop, the target's gateway) has it.
 func (m *Member) onInteractAck(msg wire.InteractAckMsg) {
 	k := interactKey{msg.Actor, msg.Seq}
+	delete(m.homeFrames, k)
 	if _, ok := m.interacts[k]; !ok {
 		return
 	}
@@ -265,6 +282,25 @@ func (m *Member) onInteractAck(msg wire.InteractAckMsg) {
 
 // retryInteracts re-routes the interactions applied here and not yet delivered.
 func (m *Member) retryInteracts(t wire.Tick) {
+	every := wire.Tick(m.cfg.RetryTicks)
+	if len(m.homeFrames) > 0 {
+		ks := make([]interactKey, 0, len(m.homeFrames))
+		for k := range m.homeFrames {
+			ks = append(ks, k)
+		}
+		slices.SortFunc(ks, compareInteractKeys)
+		for _, k := range ks {
+			hf := m.homeFrames[k]
+			switch {
+			case t >= hf.until:
+				delete(m.homeFrames, k)
+				m.stats.InteractsExpired++
+			case t-hf.sent >= every:
+				hf.sent = t
+				m.send(hf.to, &hf.msg)
+			}
+		}
+	}
 	if len(m.interacts) == 0 {
 		return
 	}
@@ -273,7 +309,6 @@ func (m *Member) retryInteracts(t wire.Tick) {
 		ks = append(ks, k)
 	}
 	slices.SortFunc(ks, compareInteractKeys)
-	every := wire.Tick(m.cfg.RetryTicks)
 	for _, k := range ks {
 		o, ok := m.interacts[k]
 		if !ok {

@@ -106,6 +106,23 @@ func (m *Member) ghost(t wire.Tick) {
 				}
 			}
 		}
+		// A region this server is handing to another in a pending change is that server's for
+		// ghosting: the entities near it are ghosted there before the change commits, so the
+		// clients that migrate see them in their first snapshot from the new owner.
+		for _, ch := range m.mapv.Changes {
+			for _, tr := range ch.Transfers {
+				if tr.From != m.self || tr.To == m.self || !m.alive[tr.To] || slices.Contains(targets, tr.To) {
+					continue
+				}
+				if m.inRegion(tr.Region, p.X, p.Z) {
+					continue // it migrates itself
+				}
+				d2 := rectDist2(tr.Region, p.X, p.Z)
+				if d2 <= enter2 || (d2 <= leave2 && slices.Contains(prev, tr.To)) {
+					targets = append(targets, tr.To)
+				}
+			}
+		}
 		slices.Sort(targets)
 		for _, s := range prev {
 			if !slices.Contains(targets, s) {
@@ -206,4 +223,67 @@ func (m *Member) onGhostGone(msg wire.GhostGoneMsg) {
 			m.dropGhost(ref.ID)
 		}
 	}
+}
+
+// preghost sends, ahead of this tick's handoffs (m.ids, positions in m.pos), ghosts of what each
+// departing client sees here to the server it goes to: on the same link, before the handoff, so
+// the client's first snapshot from its new owner already shows everything around it (a map
+// change draws new borders everywhere at once, and ghosting across them starts this tick too).
+// ghost() goes on updating them while they stay within the ghost distance (with hysteresis).
+func (m *Member) preghost(t wire.Tick) {
+	if m.cfg.GhostDistance <= 0 || len(m.ids) == 0 {
+		return
+	}
+	r := m.cfg.World.AOILeaveRadius * wire.PosUnitsPerMetre
+	r2 := r * r
+	var sent map[raftmeta.ServerID]map[wire.EntityID]bool
+	for _, p := range m.pos {
+		if p.Ghost || p.Client == 0 {
+			continue
+		}
+		if _, leaving := slices.BinarySearch(m.ids, p.ID); !leaving {
+			continue
+		}
+		c := m.lookup.at(p.X, p.Z)
+		if c == nil {
+			continue
+		}
+		to := c.Owner
+		for _, q := range m.pos {
+			if q.Ghost || q.ID == p.ID {
+				continue
+			}
+			dx, dz := float64(q.X-p.X), float64(q.Z-p.Z)
+			if dx*dx+dz*dz > r2 {
+				continue
+			}
+			if sent == nil {
+				sent = map[raftmeta.ServerID]map[wire.EntityID]bool{}
+			}
+			if sent[to] == nil {
+				sent[to] = map[wire.EntityID]bool{}
+			}
+			if sent[to][q.ID] {
+				continue
+			}
+			sent[to][q.ID] = true
+			st, _ := m.world.Entity(q.ID)
+			m.ghostBatch[to] = append(m.ghostBatch[to], wire.EntityRecord{ID: q.ID, X: st.X, Y: st.Y, Z: st.Z,
+				VX: st.VX, VZ: st.VZ, Yaw: st.Yaw, Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[q.ID].auth})
+			if !slices.Contains(m.ghostTo[q.ID], to) {
+				m.ghostTo[q.ID] = append(m.ghostTo[q.ID], to)
+				slices.Sort(m.ghostTo[q.ID])
+			}
+		}
+	}
+	for _, s := range sortedKeys(m.ghostBatch) {
+		recs := m.ghostBatch[s]
+		for len(recs) > 0 {
+			n := min(len(recs), wire.MaxGhosts)
+			m.send(s, &wire.GhostsMsg{Tick: t, Entities: slices.Clone(recs[:n])})
+			m.stats.GhostUpdatesOut += n
+			recs = recs[n:]
+		}
+	}
+	clear(m.ghostBatch)
 }

@@ -77,9 +77,9 @@ func newPeerMetrics(reg prometheus.Registerer) *peerMetrics {
 		sent: c("meridian_peer_frames_sent_total", "Peer frames written to other cell servers."),
 		sentBytes: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_peer_bytes_sent_total",
 			Help: "Bytes of peer frames written to other cell servers and gateways, by message type."}, []string{"type"})),
-		recv:      c("meridian_peer_frames_received_total", "Peer frames received and decoded."),
-		dropped:   c("meridian_peer_frames_dropped_total", "Peer frames dropped because a peer's send queue or the inbox was full."),
-		bad:       c("meridian_peer_frames_rejected_total", "Peer frames or connections rejected as malformed."),
+		recv:    c("meridian_peer_frames_received_total", "Peer frames received and decoded."),
+		dropped: c("meridian_peer_frames_dropped_total", "Peer frames dropped because a peer's send queue or the inbox was full."),
+		bad:     c("meridian_peer_frames_rejected_total", "Peer frames or connections rejected as malformed."),
 	}
 }
 

@@ -1,6 +1,7 @@
 package cellserver
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -162,6 +163,7 @@ type client struct {
 	// quietUntil: no snapshot for ticks up to this one (an imported client's previous server
 	// sent them).
 	quietUntil wire.Tick
+	wide       bool    // the next view update admits newcomers within the leave radius
 	log        viewLog // its view and the views it was sent
 
 	pendOff, pendN int32 // this tick's inputs in World.grouped
@@ -230,10 +232,11 @@ func NewWorld(cfg Config, rng *rand.Rand) (*World, error) {
 	enterU := cfg.AOIEnterRadius * wire.PosUnitsPerMetre
 	leaveU := cfg.AOILeaveRadius * wire.PosUnitsPerMetre
 	w.aoi = aoi{
-		enter2:   int64(math.Floor(enterU * enterU)),
-		leave2:   int64(math.Floor(leaveU * leaveU)),
-		reach:    int32(math.Ceil(enterU)),
-		maxSlots: cfg.MaxViewSlots,
+		enter2:     int64(math.Floor(enterU * enterU)),
+		leave2:     int64(math.Floor(leaveU * leaveU)),
+		reach:      int32(math.Ceil(enterU)),
+		reachLeave: int32(math.Ceil(leaveU)),
+		maxSlots:   cfg.MaxViewSlots,
 	}
 	w.aoi.keptScale = float64(w.aoi.enter2) / float64(w.aoi.leave2)
 	return w, nil
@@ -367,7 +370,10 @@ func (w *World) join(j *Join, t wire.Tick) {
 
 // addClient makes client id control the entity in row r, its inputs numbered after lastSeq.
 func (w *World) addClient(id ClientID, r int32, lastSeq uint32, quietUntil wire.Tick) {
-	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq, quietUntil: quietUntil}
+	// A client that comes from another server (quietUntil ≠ 0) had a view there, with the
+	// hysteresis band in it: its first view here admits everything within the leave radius,
+	// or entities 50–60 m away would leave its view and come back.
+	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq, quietUntil: quietUntil, wide: quietUntil != 0}
 	if n := len(w.spare); n > 0 {
 		c.log = w.spare[n-1]
 		w.spare = w.spare[:n-1]
@@ -458,72 +464,77 @@ func (w *World) applyInputs(ins []ClientInput) {
 		grouped[c.pendOff+c.pendN] = ins[k]
 		c.pendN++
 	}
-	maxIn := w.cfg.MaxInputsPerTick
 	for _, i := range touched {
 		c := &w.clients[i]
 		g := grouped[c.pendOff : c.pendOff+c.pendN]
 		c.pendN = 0
-		if excess := len(g) - maxIn; excess > 0 {
-			rej.TooManyInputs += excess
-			g = g[excess:] // the oldest to arrive
+		was := len(c.wait)
+		for k := range g {
+			seq := g[k].Input.Seq
+			at, dup := slices.BinarySearchFunc(c.wait, seq, func(a ClientInput, s uint32) int { return cmp.Compare(a.Input.Seq, s) })
+			if seq <= c.lastSeq || dup {
+				rej.ReplayedInput++ // a replay, or a resend of one already here
+				continue
+			}
+			c.wait = slices.Insert(c.wait, at, g[k])
 		}
-		if len(c.wait) == 0 {
+		if excess := len(c.wait) - maxWaitingInputs; excess > 0 {
+			rej.TooManyInputs += excess // the newest: a gateway resends what was not applied
+			clear(c.wait[maxWaitingInputs:])
+			c.wait = c.wait[:maxWaitingInputs]
+		}
+		if was == 0 && len(c.wait) > 0 {
 			w.waiting++
-		}
-		c.wait = append(c.wait, g...)
-		if c.waitSince == 0 {
 			c.waitSince = w.tick
 		}
 	}
 	w.inClient, w.touched, w.grouped = idx, touched, grouped
 }
 
-// drainInputs applies, for every client with inputs waiting, those that continue its
-// sequence; an input beyond a gap waits until the gap fills or InputGapTicks pass.
+// drainInputs applies, for every client with inputs waiting (sorted by sequence, distinct,
+// above its last applied), those that continue its sequence, at most MaxInputsPerTick a tick
+// (the rest apply on the next ticks); an input beyond a gap waits until the gap fills or
+// InputGapTicks pass, then the gap is skipped and counted.
 func (w *World) drainInputs() {
 	if w.waiting == 0 {
 		return
 	}
+	maxIn := w.cfg.MaxInputsPerTick
 	for i := range w.clients {
 		c := &w.clients[i]
-		if len(c.wait) == 0 {
+		g := c.wait
+		if len(g) == 0 {
 			continue
 		}
-		g := c.wait
-		for a := 1; a < len(g); a++ { // insertion sort by Seq, stable
-			for b := a; b > 0 && g[b].Input.Seq < g[b-1].Input.Seq; b-- {
-				g[b], g[b-1] = g[b-1], g[b]
-			}
-		}
-		expired := w.tick-c.waitSince >= wire.Tick(w.cfg.InputGapTicks) || len(g) > maxWaitingInputs
+		expired := w.tick-c.waitSince >= wire.Tick(w.cfg.InputGapTicks)
 		k := 0
-		for ; k < len(g); k++ {
+		for k < len(g) && k < maxIn {
 			in := &g[k]
-			if in.Input.Seq <= c.lastSeq {
-				w.out.Rejected.ReplayedInput++
-				continue
-			}
 			if in.Input.Seq != c.lastSeq+1 {
 				if !expired {
 					break
 				}
 				w.out.SkippedSeqs += int(in.Input.Seq - c.lastSeq - 1)
+				expired = false // a later gap waits its own turn
 			}
 			w.applyInput(c, in)
+			k++
 		}
 		rest := copy(g, g[k:])
 		clear(g[rest:])
 		c.wait = g[:rest]
-		if rest == 0 {
+		switch {
+		case rest == 0:
 			c.waitSince = 0
 			w.waiting--
-		} else if k > 0 || expired {
+		case k > 0:
 			c.waitSince = w.tick
 		}
 	}
 }
 
-// maxWaitingInputs bounds a client's inputs waiting for a gap: beyond it the gap is given up.
+// maxWaitingInputs bounds a client's inputs waiting to be applied: the newest beyond it are
+// rejected (TooManyInputs).
 const maxWaitingInputs = 64
 
 // applyInput applies one input in sequence (in.Input.Seq > c.lastSeq).
@@ -537,7 +548,8 @@ func (w *World) applyInput(c *client, in *ClientInput) {
 		return
 	}
 	if in.Input.Yaw >= wire.YawSteps {
-		w.out.Rejected.BadYaw++ // not applied; the sequence does not advance
+		w.out.Rejected.BadYaw++ // not applied; its sequence number is used up
+		c.lastSeq = in.Input.Seq
 		return
 	}
 	r := c.row
