@@ -86,6 +86,7 @@ type Member struct {
 	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
+	resumes    map[wire.EntityID]wire.Tick  // gateway resumes taken, until when a repeat is ignored
 	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
 	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
 	interacts  map[interactKey]*outInteract // applied here, not yet delivered
@@ -371,6 +372,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		ghostBatch: map[raftmeta.ServerID][]wire.EntityRecord{},
 		ghostGone:  map[raftmeta.ServerID][]wire.GhostRef{},
 		joins:      map[SessionKey]wire.Tick{},
+		resumes:    map[wire.EntityID]wire.Tick{},
 		heard:      map[ClientID]wire.Tick{},
 		interacts:  map[interactKey]*outInteract{},
 		delivered:  map[interactKey]wire.Tick{},
@@ -826,11 +828,14 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		}
 	}
 	e := Exported{
-		ID:       r.ID,
-		State:    wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
-		Client:   wc,
-		LastSeq:  r.LastSeq,
-		LastTick: last,
+		ID:      r.ID,
+		State:   wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
+		Client:  wc,
+		LastSeq: r.LastSeq,
+		// The client's first snapshot from here is of the next tick: what else it sees may
+		// still be on its way (ghosts from a third server, entities in another transfer or
+		// handoff). The simulation does not wait.
+		LastTick: max(last, t),
 	}
 	if err := m.world.Promote(e); err != nil { // a ghost here becomes the real entity in place
 		m.stats.ImportErrors++
@@ -901,6 +906,7 @@ func (m *Member) dropEverything() {
 	clear(m.forward)
 	clear(m.backoff)
 	clear(m.joins)
+	clear(m.resumes)
 	clear(m.heard)
 	clear(m.interacts)
 	clear(m.delivered)

@@ -78,17 +78,15 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 		return
 	}
 	key := SessionKey{Home: from, Client: ClientID(msg.Client)}
-	if _, ok := m.joins[key]; ok {
-		return // a retry: the frames of wherever the entity went answer it
-	}
-	if _, ok := m.remote[key]; ok {
-		return
-	}
-	m.joins[key] = t + wire.Tick(m.cfg.RememberTicks)
 	if msg.Resume != 0 {
+		// A resume is remembered by entity (the session's first join may have come here too).
+		if _, ok := m.resumes[msg.Resume]; ok {
+			return // a retry: the frames of wherever the entity went answer it
+		}
 		if _, here := m.ents[msg.Resume]; here || m.moving(msg.Resume) {
 			return
 		}
+		m.resumes[msg.Resume] = t + wire.Tick(m.cfg.RememberTicks)
 		r := wire.EntityRecord{ID: msg.Resume, X: msg.X, Z: msg.Z, Kind: msg.Kind,
 			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq}
 		if err := m.importRecord(r, t, true, t, &m.stats.FrozenHandoff); err != nil {
@@ -98,6 +96,13 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 		m.stats.Resumed++
 		return
 	}
+	if _, ok := m.joins[key]; ok {
+		return // a retry: the frames of wherever the entity went answer it
+	}
+	if _, ok := m.remote[key]; ok {
+		return
+	}
+	m.joins[key] = t + wire.Tick(m.cfg.RememberTicks)
 	if m.world.nextID-m.cfg.World.EntityIDBase >= entityIDsPerIncarnation-1 {
 		// This incarnation's entity ids are used up: restart the server for a new range.
 		m.send(from, &wire.RefuseMsg{Client: msg.Client, Reason: wire.ReasonServerFull})
@@ -171,6 +176,11 @@ func (m *Member) expireSessions(t wire.Tick) {
 	for k, until := range m.delivered {
 		if t >= until {
 			delete(m.delivered, k)
+		}
+	}
+	for e, until := range m.resumes {
+		if t >= until {
+			delete(m.resumes, e)
 		}
 	}
 }

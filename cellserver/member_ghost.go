@@ -106,12 +106,13 @@ func (m *Member) ghost(t wire.Tick) {
 				}
 			}
 		}
-		// A region this server is handing to another in a pending change is that server's for
-		// ghosting: the entities near it are ghosted there before the change commits, so the
-		// clients that migrate see them in their first snapshot from the new owner.
+		// A region a pending change hands to another server is that server's for ghosting
+		// (whoever hands it over): the entities near it are ghosted there before the change
+		// commits, so the clients that migrate see them in their first snapshot from the new
+		// owner.
 		for _, ch := range m.mapv.Changes {
 			for _, tr := range ch.Transfers {
-				if tr.From != m.self || tr.To == m.self || !m.alive[tr.To] || slices.Contains(targets, tr.To) {
+				if tr.To == m.self || !m.alive[tr.To] || slices.Contains(targets, tr.To) {
 					continue
 				}
 				if m.inRegion(tr.Region, p.X, p.Z) {

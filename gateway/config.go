@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Config tunes the client edge.
+// Config tunes the client edge (KCP and WebSocket alike; the KCP* fields only KCP).
 type Config struct {
 	Listen           string        // UDP address for KCP, e.g. "127.0.0.1:7777"
 	MaxSessions      int           // concurrent sessions; further hellos get ReasonServerFull
@@ -20,6 +20,10 @@ type Config struct {
 	// KCP tuning (kcp-go NoDelay): fast mode by default (LESSONS.md: nodelay(1, 10, 2, 1)).
 	KCPNoDelay, KCPInterval, KCPResend, KCPNoCongestion int
 	KCPWindow                                           int // send/receive window, packets
+	// WSOriginPatterns are the browser origins (host patterns, path.Match syntax, as in
+	// websocket.AcceptOptions.OriginPatterns) allowed to open a WebSocket session besides the
+	// request's own host. Requests without an Origin (non-browser clients) are always allowed.
+	WSOriginPatterns []string
 	// AcceptToken decides whether a hello's token is valid. nil accepts any non-empty token
 	// (development mode); a later issue plugs real authentication in here.
 	AcceptToken func(token []byte) bool

@@ -1,19 +1,41 @@
-// Package gateway owns client sessions: the KCP listener, the hello/auth handshake, framing,
-// per-session rate limits and the bounded outbound queue of each session.
+// Package gateway owns client sessions: the KCP and WebSocket listeners, the hello/auth
+// handshake, framing, per-session rate limits and the bounded outbound queue of each session
+// (the edge: Listener, Session); and the gateway process of DESIGN.md §1 and §4 (Server), which
+// routes every session to the cell server that owns its entity.
 //
-// Today the cell server embeds this edge in standalone mode (meridian cell without a
-// metadata service); the gateway process of DESIGN.md §4 reuses it and adds routing of each
-// session to the cell server that owns its entity.
+// The edge serves a Backend. A standalone cell server (meridian cell without a metadata
+// service) embeds it with itself as the Backend; the gateway process (meridian gateway) puts a
+// Server behind it: a deterministic Router (router.go) between the sessions and one peer link
+// per cell server (peers.go), following the partition map with blocking queries.
 //
 // What it must not do: simulate. It never interprets entity state; it moves frames between
-// clients and a Backend, validates what it can without game knowledge (framing, message
+// clients and cell servers, validates what it can without game knowledge (framing, message
 // shapes, versions, tokens, rates) and counts what it rejects.
 //
-// Concurrency: each session has one reader goroutine (decodes client frames and calls the
-// Backend) and one writer goroutine (drains the session's outbound queue into KCP). The tick
-// goroutine only ever calls Deliver/Send, which copy into the queue and never block on the
-// network: when a client cannot keep up its newest snapshot replaces the unsent one (a
-// snapshot is a delta against an acknowledged baseline, so skipping one loses nothing).
+// # Transports
 //
-// Lock order: Listener.mu before Session.mu; neither is held while calling the Backend.
+// A session runs over any net.Conn that carries the frame stream: a KCP session (kcp-go; the
+// KCP tuning is applied where it is accepted), or a WebSocket of binary messages wrapped by
+// websocket.NetConn (docs/wire.md §2: the stream is the concatenation of the payloads). Both
+// share the session table, id space, limits and metrics.
+//
+// # Concurrency
+//
+// Each session has one reader goroutine (decodes client frames and calls the Backend) and one
+// writer goroutine (drains the session's outbound queue into the transport). Deliveries
+// (SendSnapshot, SendControl, Disconnect) copy into the queue and never block on the network:
+// when a client cannot keep up its newest snapshot replaces the unsent one (a snapshot is a
+// delta against an acknowledged baseline, so skipping one loses nothing).
+//
+// In the gateway process every event takes Server.mu, calls the Router and performs its whole
+// output before unlocking: session events (on session reader goroutines), peer messages (on
+// each link's reader goroutine), a broken link, the 50 ms tick (on the map's grid) and a new
+// map. Output is encoded into the links' bounded queues and copied into the sessions' queues,
+// so a frame is forwarded the moment it is read, and nothing under the lock waits on a socket.
+//
+// Lock order: Server.mu → Listener.mu → Session.mu; Server.mu → peerLinks.mu (a link's queue
+// is a channel written without blocking). The edge never holds its locks while calling the
+// Backend, and the links never hold theirs while calling the Server, so Backend calls may take
+// Server.mu freely. The Server never calls Listener.Close under Server.mu (Close waits for
+// session goroutines that call the Backend).
 package gateway

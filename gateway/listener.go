@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -17,14 +18,18 @@ import (
 // SessionID names a client session on one edge. It is never reused by that edge.
 type SessionID uint32
 
-// Backend is what the edge serves: the cell server in standalone mode, later the router of
-// the gateway process. Calls come from session reader goroutines, concurrently; an
-// implementation queues them for its tick and returns quickly.
+// Backend is what the edge serves: the cell server in standalone mode, the router of the
+// gateway process (Server). Calls come from session reader goroutines, concurrently (one
+// session's calls in the order its frames arrived); an implementation queues or forwards them
+// and returns quickly.
 type Backend interface {
 	// Open is called once per session after a valid hello. The backend answers with
 	// Listener.SendControl(id, welcome frame) or Listener.Disconnect.
 	Open(id SessionID, token []byte)
 	Input(id SessionID, in wire.Input)
+	// Interact is a valid client Interact (in.Data is the caller's copy: the backend may keep
+	// it). It counts against the session's input rate like an Input.
+	Interact(id SessionID, in wire.Interact)
 	Ack(id SessionID, t wire.Tick)
 	// Close is called once for every session Open was called for.
 	Close(id SessionID)
@@ -32,7 +37,9 @@ type Backend interface {
 	Tick() wire.Tick
 }
 
-// Listener accepts KCP sessions and runs them.
+// Listener accepts client sessions over KCP (and, after ListenWebSocket, over WebSocket) and
+// runs them: both transports share one session table, one id space, the limits and the
+// metrics.
 type Listener struct {
 	cfg     Config
 	backend Backend
@@ -45,7 +52,18 @@ type Listener struct {
 	perIP    map[string]int
 	nextID   SessionID
 	closed   bool
-	wg       sync.WaitGroup
+	ws       *wsServer // nil until ListenWebSocket
+	// wg counts session goroutines and WebSocket handlers past their upgrade; Add only under
+	// mu while !closed, so Close's Wait never races an Add.
+	wg sync.WaitGroup
+}
+
+// transport is an accepted connection, before it becomes a session.
+type transport struct {
+	conn   net.Conn
+	name   string        // metric label: "kcp", "websocket"
+	ip     string        // the client's address, for the per-IP limit
+	linger time.Duration // time the transport needs to send the last write before Close
 }
 
 // Listen binds the KCP listener. Serve must be called to accept sessions.
@@ -95,17 +113,28 @@ func (l *Listener) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("gateway: accept: %w", err)
 		}
-		l.accept(conn)
+		l.acceptKCP(conn)
 	}
 }
 
-func (l *Listener) accept(conn *kcp.UDPSession) {
+func (l *Listener) acceptKCP(conn *kcp.UDPSession) {
 	conn.SetNoDelay(l.cfg.KCPNoDelay, l.cfg.KCPInterval, l.cfg.KCPResend, l.cfg.KCPNoCongestion)
 	conn.SetWindowSize(l.cfg.KCPWindow, l.cfg.KCPWindow)
 	conn.SetWriteDelay(false)
 	conn.SetACKNoDelay(true)
-	ip := hostOf(conn.RemoteAddr())
+	l.accept(transport{
+		conn: conn, name: "kcp", ip: hostOf(conn.RemoteAddr()),
+		// KCP sends from its own update loop: give it two intervals to put a disconnect on
+		// the wire before the session is closed.
+		linger: 2 * time.Duration(l.cfg.KCPInterval) * time.Millisecond,
+	})
+}
 
+// accept admits a connection as a session (or refuses it with a disconnect frame) and starts
+// its reader and writer. Every transport goes through here.
+func (l *Listener) accept(t transport) {
+	conn, ip := t.conn, t.ip
+	l.metrics.Connections.WithLabelValues(t.name).Inc()
 	l.mu.Lock()
 	reason, code := "", wire.ReasonServerFull
 	switch {
@@ -125,7 +154,7 @@ func (l *Listener) accept(conn *kcp.UDPSession) {
 		return
 	}
 	l.nextID++
-	s := newSession(l, l.nextID, conn, ip)
+	s := newSession(l, l.nextID, t)
 	l.sessions[s.id] = s
 	l.perIP[ip]++
 	l.wg.Add(2)
@@ -181,7 +210,8 @@ func (l *Listener) Sessions() int {
 	return len(l.sessions)
 }
 
-// Close stops accepting, disconnects every session and waits for their goroutines.
+// Close stops accepting (KCP and WebSocket), disconnects every session and waits for their
+// goroutines.
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -193,7 +223,11 @@ func (l *Listener) Close() error {
 	for _, s := range l.sessions {
 		all = append(all, s)
 	}
+	ws := l.ws
 	l.mu.Unlock()
+	if ws != nil {
+		ws.close() // no new upgrades; upgraded connections are sessions, closed below
+	}
 	for _, s := range all {
 		s.disconnect(wire.ReasonShutdown, "server shutting down")
 	}
@@ -203,6 +237,9 @@ func (l *Listener) Close() error {
 	err := l.ln.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
+	}
+	if ws != nil {
+		ws.wait()
 	}
 	return err
 }

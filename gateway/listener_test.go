@@ -19,6 +19,7 @@ type recordingBackend struct {
 	mu     sync.Mutex
 	opened []SessionID
 	inputs []wire.Input
+	inter  []wire.Interact
 	acks   []wire.Tick
 	closed []SessionID
 }
@@ -32,6 +33,11 @@ func (b *recordingBackend) Open(id SessionID, _ []byte) {
 func (b *recordingBackend) Input(_ SessionID, in wire.Input) {
 	b.mu.Lock()
 	b.inputs = append(b.inputs, in)
+	b.mu.Unlock()
+}
+func (b *recordingBackend) Interact(_ SessionID, in wire.Interact) {
+	b.mu.Lock()
+	b.inter = append(b.inter, in)
 	b.mu.Unlock()
 }
 func (b *recordingBackend) Ack(_ SessionID, t wire.Tick) {

@@ -9,6 +9,7 @@ import (
 // Metrics are the edge's Prometheus collectors.
 type Metrics struct {
 	Sessions         prometheus.Gauge
+	Connections      *prometheus.CounterVec // transport
 	SessionsOpened   prometheus.Counter
 	SessionsRejected *prometheus.CounterVec // reason
 	SessionsClosed   *prometheus.CounterVec // reason
@@ -26,6 +27,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return &Metrics{
 		Sessions: promutil.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meridian_gateway_sessions", Help: "Client sessions currently open."})),
+		Connections: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_gateway_connections_total", Help: "Client connections accepted by the edge, by transport (kcp, websocket), before any limit or hello."}, []string{"transport"})),
 		SessionsOpened: promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_gateway_sessions_opened_total", Help: "Client sessions that completed the hello."})),
 		SessionsRejected: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

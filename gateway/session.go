@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
-
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -17,12 +15,16 @@ const (
 	writeTimeout    = 3 * time.Second // a write blocked this long (window full) ends the session
 )
 
-// Session is one client connection on the edge.
+// Session is one client connection on the edge, over any transport that is a reliable,
+// ordered byte stream carrying the frame stream (a KCP session, a WebSocket wrapped by
+// websocket.NetConn).
 type Session struct {
-	l    *Listener
-	id   SessionID
-	conn *kcp.UDPSession
-	ip   string
+	l         *Listener
+	id        SessionID
+	conn      net.Conn
+	transport string        // "kcp" or "websocket" (a metric label)
+	linger    time.Duration // how long the transport needs to put the last write on the wire before it is closed
+	ip        string
 
 	wake chan struct{} // cap 1: the writer has something to do
 	done chan struct{} // closed when the session ends
@@ -33,6 +35,7 @@ type Session struct {
 	snap      []byte     // newest snapshot frame not yet handed to the writer
 	hasSnap   bool
 	writerBuf []byte // the buffer the writer currently owns; swapped with snap
+	joined    []byte // the writer's scratch for transports without WriteBuffers
 	closing   bool   // a disconnect is queued: write what is queued, then end
 	ended     bool   // end has run
 
@@ -62,9 +65,15 @@ func (b *bucket) take(now time.Time) bool {
 	return true
 }
 
-func newSession(l *Listener, id SessionID, conn *kcp.UDPSession, ip string) *Session {
+// buffersWriter is a transport that writes several buffers in one call (kcp-go's UDPSession):
+// they go out in as few packets as fit.
+type buffersWriter interface {
+	WriteBuffers(v [][]byte) (int, error)
+}
+
+func newSession(l *Listener, id SessionID, t transport) *Session {
 	return &Session{
-		l: l, id: id, conn: conn, ip: ip,
+		l: l, id: id, conn: t.conn, transport: t.name, linger: t.linger, ip: t.ip,
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		inputs: newBucket(l.cfg.InputsPerSecond, l.cfg.InputBurst),
@@ -168,7 +177,7 @@ func (s *Session) writeLoop() {
 		s.mu.Unlock()
 		if len(bufs) > 0 {
 			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			n, err := s.conn.WriteBuffers(bufs)
+			n, err := s.write(bufs)
 			s.l.metrics.BytesSent.Add(float64(n))
 			if err != nil {
 				s.end()
@@ -176,12 +185,34 @@ func (s *Session) writeLoop() {
 			}
 		}
 		if closing {
-			// Give KCP a moment to put the disconnect on the wire before closing.
-			time.Sleep(2 * time.Duration(s.l.cfg.KCPInterval) * time.Millisecond)
+			// Give the transport a moment to put the disconnect on the wire before closing.
+			if s.linger > 0 {
+				time.Sleep(s.linger)
+			}
 			s.end()
 			return
 		}
 	}
+}
+
+// write hands bufs to the transport in one call: one WriteBuffers for KCP, one Write of their
+// concatenation otherwise (over WebSocket: one binary message holding whole frames).
+func (s *Session) write(bufs [][]byte) (int, error) {
+	if bw, ok := s.conn.(buffersWriter); ok {
+		return bw.WriteBuffers(bufs)
+	}
+	if len(bufs) == 1 {
+		return s.conn.Write(bufs[0])
+	}
+	s.joined = s.joined[:0]
+	for _, b := range bufs {
+		s.joined = append(s.joined, b...)
+	}
+	n, err := s.conn.Write(s.joined)
+	if cap(s.joined) > 256<<10 { // do not keep a burst's buffer for the session's life
+		s.joined = nil
+	}
+	return n, err
 }
 
 func (s *Session) readLoop() {
@@ -260,6 +291,18 @@ func (s *Session) handle(t wire.MsgType, payload []byte) bool {
 			return true
 		}
 		s.l.backend.Input(s.id, in)
+	case wire.MsgInteract:
+		in, err := wire.DecodeInteract(payload)
+		if err != nil {
+			return s.badFrame("malformed")
+		}
+		// Interactions share the input sequence, and the input rate: a client cannot flood
+		// the world with chat or attacks faster than it may move.
+		if !s.inputs.take(time.Now()) {
+			s.l.metrics.RejectedInputs.WithLabelValues("rate_limit").Inc()
+			return true
+		}
+		s.l.backend.Interact(s.id, in)
 	case wire.MsgAck:
 		a, err := wire.DecodeAck(payload)
 		if err != nil {

@@ -28,7 +28,8 @@ type command struct {
 
 var commands = []command{
 	{"cell", "run a cell server (standalone: it owns the whole world and serves clients over KCP)", runCell},
-	{"bots", "run a crowd of bots against a server over real KCP", runBots},
+	{"gateway", "run a gateway: the client edge (KCP, WebSocket) routing each session to the cell server that owns its entity", runGateway},
+	{"bots", "run a crowd of bots against a gateway (or a standalone cell server) over real KCP", runBots},
 	{"demo", "one cell server and a crowd of bots in this process, with live figures", runDemo},
 	{"meta", "run a metadata (Raft) node: the replicated partition map and its HTTP API", runMeta},
 	{"map", "show the partition map: ascii drawing, table, json or svg (--watch follows changes)", runMap},

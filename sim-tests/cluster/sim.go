@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/gateway"
 	"github.com/meridian-mmo/meridian/partitioner"
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
@@ -33,6 +34,10 @@ type Options struct {
 	// after a delay drawn uniformly from [1, MaxDelay] ticks (so messages reorder).
 	Drop     float64
 	MaxDelay int
+	// Reorder lets messages on one link overtake each other. Off, each link delivers in the
+	// order sent (TCP's order; the peer links are TCP), and messages still reorder across links
+	// (two servers' frames to the gateway, an input forwarded through the old owner).
+	Reorder bool
 	// MapDelay: each server sees each new map version after 0..MapDelay ticks.
 	MapDelay int
 	// Static: no partitioner; the world is cut at the start into a StaticGrid × StaticGrid grid
@@ -57,6 +62,14 @@ type Options struct {
 	Trace func(string)
 	// TimeSteps records each server's Step wall time (a measurement, never asserted).
 	TimeSteps bool
+	// Gateway: the bots are sessions of a gateway (gateway.Router) on the same network,
+	// instead of being homed on the servers; they check their snapshot streams, views and
+	// input sequences (gateway.go). Interact is then the probability per bot and tick of an
+	// interaction (a chat message) aimed at a random bot within interactRange.
+	Gateway  bool
+	Interact float64
+	// InputGapTicks is the servers' World.InputGapTicks (0: the default).
+	InputGapTicks int
 }
 
 // DefaultOptions is a small hotspot run under a lossy, reordering network. The partitioner's
@@ -69,6 +82,7 @@ func DefaultOptions(seed uint64) Options {
 		Seed: seed, Servers: 3, Bots: 120, Ticks: 600,
 		World: 512, MinCellSize: 32, MaxSpeed: 14,
 		Drop: 0.05, MaxDelay: 4, MapDelay: 4, Reconnect: 0.001,
+		Gateway: true, Interact: 0.02, InputGapTicks: 60,
 		StaticGrid: 3, PlanEvery: 10, Planner: pc,
 		HeartbeatEvery: 10, LeaseTicks: 60, DeadMargin: 40, ChangeTimeout: 60,
 	}
@@ -122,7 +136,9 @@ type Report struct {
 	// Entities by ticks frozen in transit (index k: k ticks; the last: more), by kind.
 	FrozenHandoff, FrozenMigration [8]int
 	FrozenMax                      int
-	// EntitiesLost: entities that were on the killed server (expected: restarted empty).
+	// EntitiesLost: entities that were on the killed server and are on no server at the end.
+	// Homed on servers, their sessions end with it; through a gateway, each open session's
+	// entity is re-created on a live server (without persistence, at its last position).
 	EntitiesLost int
 	// Trace is a hash of every server's entities at every tick: same seed, same trace.
 	Trace uint64
@@ -133,6 +149,13 @@ type Report struct {
 	// Formed is the first tick at which 90 % of the bots were within 60 m of their target
 	// (0: never).
 	Formed int
+	// Gateway mode: sessions the gateway disconnected; inputs (and interactions) sent and
+	// applied; interactions sent and delivered; snapshots the bots decoded; entities that
+	// left a bot's view and came back within flickerTicks; input sequence numbers the
+	// servers gave up waiting for; the gateway's counters.
+	Reconnects, InputsSent, InputsApplied, InteractsSent, InteractsDelivered, Snapshots, Flickers, SkippedSeqs int
+	InputsLostToKill                                                                                           int // inputs of entities on the killed server, sent while it was dead
+	Gateway                                                                                                    gateway.RouterStats
 }
 
 type envelope struct {
@@ -157,7 +180,8 @@ type pendingMap struct {
 }
 
 type bot struct {
-	home   *server
+	gw     *gwBot  // gateway mode
+	home   *server // otherwise: the server it is homed on
 	client cellserver.ClientID
 	entity wire.EntityID
 	seq    uint32
@@ -192,6 +216,17 @@ type Sim struct {
 	rep     Report
 	hash    uint64
 	enc     []byte
+
+	// Gateway mode.
+	gw           *gateway.Router
+	gwMaps       []pendingMap
+	gwInbox      []envelopeMsg
+	bySession    map[gateway.SessionID]*bot
+	byEntity     map[wire.EntityID]*bot
+	interactions map[interactionKey]*interaction
+	nextSID      gateway.SessionID
+	applied      []appliedRec
+	linkAt       map[[2]raftmeta.ServerID]int // the last delivery tick on each link (FIFO)
 }
 
 const epoch = int64(1_700_000_000) * int64(time.Second)
@@ -206,7 +241,7 @@ func New(o Options) (*Sim, error) {
 	if o.Scenario == nil {
 		o.Scenario = Hotspot
 	}
-	s := &Sim{o: o, rng: rand.New(rand.NewPCG(o.Seed, 0x636c7573746572)), fsm: raftmeta.NewFSM(), killed: map[wire.EntityID]bool{}}
+	s := &Sim{o: o, rng: rand.New(rand.NewPCG(o.Seed, 0x636c7573746572)), fsm: raftmeta.NewFSM(), killed: map[wire.EntityID]bool{}, linkAt: map[[2]raftmeta.ServerID]int{}}
 	h := fnv.New64a()
 	s.hash = h.Sum64()
 	if !o.Static {
@@ -228,6 +263,10 @@ func New(o Options) (*Sim, error) {
 		cfg := cellserver.DefaultMemberConfig(raftmeta.ServerID(i), 1)
 		cfg.World.WorldMax = [2]float64{o.World, o.World}
 		cfg.World.MaxSpeed = o.MaxSpeed
+		if o.InputGapTicks > 0 {
+			cfg.World.InputGapTicks = o.InputGapTicks
+		}
+		cfg.World.RecordInputs = o.Gateway
 		m, err := cellserver.NewMember(cfg)
 		if err != nil {
 			return nil, err
@@ -254,6 +293,24 @@ func New(o Options) (*Sim, error) {
 		sv.maps = append(sv.maps, pendingMap{at: 0, m: &mp})
 	}
 	s.lastVer = mp.Version
+	if o.Gateway {
+		r, err := gateway.NewRouter(gateway.DefaultRouterConfig(uint64(gatewayID)))
+		if err != nil {
+			return nil, err
+		}
+		s.gw = r
+		s.gwMaps = append(s.gwMaps, pendingMap{at: 0, m: &mp})
+		s.bySession = map[gateway.SessionID]*bot{}
+		s.byEntity = map[wire.EntityID]*bot{}
+		s.interactions = map[interactionKey]*interaction{}
+		for i := range o.Bots {
+			b := &bot{client: cellserver.ClientID(i + 1), gw: newGWBot(gateway.SessionID(i + 1))}
+			s.bots = append(s.bots, b)
+			s.bySession[b.gw.session] = b
+		}
+		s.nextSID = gateway.SessionID(o.Bots)
+		return s, nil
+	}
 	for i := range o.Bots {
 		s.bots = append(s.bots, &bot{home: s.servers[i%len(s.servers)], client: cellserver.ClientID(i + 1)})
 	}
@@ -324,6 +381,9 @@ func (s *Sim) Run() (*Report, error) {
 	}
 	lost := 0
 	for e := range s.killed {
+		if s.gw != nil && s.byEntity[e] == nil {
+			continue // its session closed: it would have left anyway
+		}
 		if !s.present(e) {
 			lost++
 		}
@@ -341,6 +401,12 @@ func (s *Sim) Run() (*Report, error) {
 				return &s.rep, fmt.Errorf("seed %d: entity %d of bot %d, whose session ended, is still held", s.o.Seed, b.entity, b.client)
 			}
 		}
+	}
+	if s.gw != nil {
+		if err := s.finalGatewayChecks(); err != nil {
+			return &s.rep, fmt.Errorf("seed %d: %w", s.o.Seed, err)
+		}
+		s.rep.Gateway = s.gw.Stats()
 	}
 	s.rep.EntitiesLost = lost
 	s.rep.Ticks = s.tick
@@ -397,7 +463,7 @@ func (s *Sim) Step() error {
 		e := s.net[n]
 		n++
 		to := s.server(e.to)
-		if to == nil || to.dead {
+		if e.to != gatewayID && (to == nil || to.dead) {
 			continue
 		}
 		pt, payload, rest, err := wire.SplitPeerFrame(e.frame)
@@ -408,9 +474,20 @@ func (s *Sim) Step() error {
 		if err != nil {
 			return fmt.Errorf("a peer frame from %d does not decode: %w", e.from, err)
 		}
+		if e.to == gatewayID {
+			s.gwInbox = append(s.gwInbox, envelopeMsg{e.from, msg})
+			continue
+		}
 		to.inbox = append(to.inbox, cellserver.PeerIn{From: e.from, Msg: msg})
 	}
 	s.net = s.net[n:]
+	if s.gw != nil {
+		err := s.gatewayStep(s.gwInbox)
+		s.gwInbox = s.gwInbox[:0]
+		if err != nil {
+			return err
+		}
+	}
 
 	for _, sv := range s.servers {
 		if sv.dead {
@@ -434,6 +511,16 @@ func (s *Sim) Step() error {
 		if err := s.handle(sv, out); err != nil {
 			return err
 		}
+		if s.gw != nil && out.World != nil {
+			s.applied = s.applied[:0]
+			for _, a := range out.World.Applied {
+				s.applied = append(s.applied, appliedRec{a.Entity, a.Seq})
+			}
+			s.rep.SkippedSeqs += out.World.SkippedSeqs
+			if err := s.checkApplied(sv, s.applied); err != nil {
+				return err
+			}
+		}
 	}
 	return s.check()
 }
@@ -456,7 +543,7 @@ func (s *Sim) kill(id raftmeta.ServerID) {
 		s.killed[e] = true
 	}
 	for _, b := range s.bots {
-		if b.home == sv {
+		if b.home == sv && sv != nil {
 			b.gone = true
 			if b.entity != 0 {
 				s.killed[b.entity] = true
@@ -537,6 +624,13 @@ func (s *Sim) metaService() error {
 			}
 			sv.maps = append(sv.maps, pendingMap{at: at, m: &mp})
 		}
+		if s.gw != nil {
+			at := t + 1 + s.rng.IntN(s.o.MapDelay+1)
+			if n := len(s.gwMaps); n > 0 && s.gwMaps[n-1].at > at {
+				at = s.gwMaps[n-1].at
+			}
+			s.gwMaps = append(s.gwMaps, pendingMap{at: at, m: &mp})
+		}
 	}
 	return nil
 }
@@ -581,24 +675,52 @@ func (s *Sim) botInputs(sv *server, in *cellserver.MemberInput) {
 			}
 			continue
 		}
-		st, ok := s.entityState(b.entity)
-		if !ok {
+		if _, ok := s.entityState(b.entity); !ok {
 			continue // in flight: the bot keeps its last intent
 		}
-		target, aim := s.o.Scenario(i, s.tick, s.o.World, s.rng)
-		var mx, mz int8
-		x, z := wire.DequantisePos(st.X), wire.DequantisePos(st.Z)
-		dx, dz := target[0]-x, target[1]-z
-		if d := math.Hypot(dx, dz); aim && d > 3 {
-			mx, mz = int8(math.Round(dx/d*127)), int8(math.Round(dz/d*127))
-		} else {
-			a := s.rng.Float64() * 2 * math.Pi
-			mx, mz = int8(math.Round(math.Cos(a)*50)), int8(math.Round(math.Sin(a)*50))
-		}
+		mx, mz, _ := s.intent(i, b)
 		b.seq++
 		in.Inputs = append(in.Inputs, cellserver.ClientInput{Client: b.client,
 			Input: wire.Input{Seq: b.seq, ClientTick: wire.Tick(s.tick), MoveX: mx, MoveZ: mz}})
 	}
+}
+
+// intent is bot i's move intent toward its scenario's target (or a random stroll); ok is
+// false while its entity is in flight between servers.
+func (s *Sim) intent(i int, b *bot) (mx, mz int8, ok bool) {
+	st, ok := s.entityState(b.entity)
+	target, aim := s.o.Scenario(i, s.tick, s.o.World, s.rng)
+	if !ok {
+		return 0, 0, false
+	}
+	x, z := wire.DequantisePos(st.X), wire.DequantisePos(st.Z)
+	dx, dz := target[0]-x, target[1]-z
+	if d := math.Hypot(dx, dz); aim && d > 3 {
+		return int8(math.Round(dx / d * 127)), int8(math.Round(dz / d * 127)), true
+	}
+	a := s.rng.Float64() * 2 * math.Pi
+	return int8(math.Round(math.Cos(a) * 50)), int8(math.Round(math.Sin(a) * 50)), true
+}
+
+// post encodes a message onto the network: lost with probability Drop, else delivered after
+// 1..MaxDelay ticks.
+func (s *Sim) post(from, to raftmeta.ServerID, msg wire.PeerMessage) error {
+	var err error
+	if s.enc, err = msg.AppendFrame(s.enc[:0]); err != nil {
+		return fmt.Errorf("%d: encode %T: %w", from, msg, err)
+	}
+	if s.rng.Float64() < s.o.Drop {
+		return nil
+	}
+	s.seq++
+	at := s.tick + 1 + s.rng.IntN(s.o.MaxDelay)
+	if !s.o.Reorder {
+		k := [2]raftmeta.ServerID{from, to}
+		at = max(at, s.linkAt[k])
+		s.linkAt[k] = at
+	}
+	s.net = append(s.net, envelope{at: at, seq: s.seq, from: from, to: to, frame: slices.Clone(s.enc)})
+	return nil
 }
 
 // entityState finds an entity's state on whichever live server holds it (the bots are
@@ -636,16 +758,9 @@ func (s *Sim) handle(sv *server, out *cellserver.MemberOutput) error {
 		}
 	}
 	for _, p := range out.Send {
-		var err error
-		if s.enc, err = p.Msg.AppendFrame(s.enc[:0]); err != nil {
-			return fmt.Errorf("server %d: encode %T: %w", sv.id, p.Msg, err)
+		if err := s.post(sv.id, p.To, p.Msg); err != nil {
+			return fmt.Errorf("server %w", err)
 		}
-		if s.rng.Float64() < s.o.Drop {
-			continue
-		}
-		s.seq++
-		s.net = append(s.net, envelope{at: s.tick + 1 + s.rng.IntN(s.o.MaxDelay), seq: s.seq, from: sv.id, to: p.To,
-			frame: slices.Clone(s.enc)})
 	}
 	for _, st := range out.Staged {
 		if s.rng.Float64() < s.o.Drop {
@@ -714,7 +829,7 @@ func (s *Sim) check() error {
 	}
 	for _, bt := range s.bots {
 		if bt.entity != 0 && !held[bt.entity] && !s.killed[bt.entity] {
-			return fmt.Errorf("entity %d (bot %d homed on %d) is on no server", bt.entity, bt.client, bt.home.id)
+			return fmt.Errorf("entity %d (bot %d) is on no server", bt.entity, bt.client)
 		}
 	}
 	sum, mx := 0, 0

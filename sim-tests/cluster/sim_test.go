@@ -33,13 +33,22 @@ func logTrace(t *testing.T) func(string) {
 	return func(s string) { t.Log(s) }
 }
 
-// TestSimSeeds: a hotspot forms under a lossy, reordering network; the invariants hold after
-// every tick of every seed, and the cluster did split and hand off (so the run tested
-// something).
-func TestSimSeeds(t *testing.T) {
-	var splits, handoffs, migrated, ghostTicks int
+// TestSimSeeds: a hotspot forms under a lossy network with delays (bots through a gateway,
+// chatting with their neighbours); the invariants hold after every tick of every seed, and the
+// cluster did split and hand off (so the run tested something).
+func TestSimSeeds(t *testing.T) { testSeeds(t, false) }
+
+// TestSimSeedsReorder: the same with messages overtaking each other on every link, not only
+// across links: ownership, inputs and interactions stay exactly once (views may flicker: a
+// ghost update can overtake the handoff it should precede).
+func TestSimSeedsReorder(t *testing.T) { testSeeds(t, true) }
+
+func testSeeds(t *testing.T, reorder bool) {
+	var splits, handoffs, migrated, ghostTicks, interactions int
+	var flickers, botTicks float64
 	for _, seed := range seeds(6, 200) {
 		o := DefaultOptions(seed)
+		o.Reorder = reorder
 		if *long {
 			o.Ticks = 2400
 			o.Bots = 300
@@ -53,16 +62,32 @@ func TestSimSeeds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v (replay: go test ./sim-tests/cluster -run TestSimSeeds -v -args -sim.seed %d)", err, seed)
 		}
+		t.Logf("seed %d: splits %d shifts %d merges %d moves %d aborted %d handoffs %d migrated %d frozen %v %v max/mean p50 %.2f",
+			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.FrozenHandoff, rep.FrozenMigration,
+			Quantile(rep.MaxOverMean, 0.5))
+		t.Logf("seed %d: inputs sent %d applied %d skipped %d; interactions sent %d delivered %d; snapshots %d; flickers %d; reconnects %d; gateway %+v",
+			seed, rep.InputsSent, rep.InputsApplied, rep.SkippedSeqs, rep.InteractsSent, rep.InteractsDelivered, rep.Snapshots, rep.Flickers, rep.Reconnects, rep.Gateway)
+		if rep.Reconnects != 0 || rep.SkippedSeqs != 0 {
+			t.Fatalf("seed %d: %d sessions disconnected, %d input sequence numbers skipped", seed, rep.Reconnects, rep.SkippedSeqs)
+		}
 		splits += rep.Splits
 		handoffs += rep.Handoffs
 		migrated += rep.Migrated
 		ghostTicks += rep.GhostTicks
-		t.Logf("seed %d: splits %d shifts %d merges %d moves %d aborted %d handoffs %d migrated %d frozen %v %v max/mean p50 %.2f",
-			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.FrozenHandoff, rep.FrozenMigration,
-			Quantile(rep.MaxOverMean, 0.5))
+		interactions += rep.InteractsDelivered
+		flickers += float64(rep.Flickers)
+		botTicks += float64(o.Bots * o.Ticks)
 	}
-	if splits == 0 || handoffs == 0 || migrated == 0 || ghostTicks == 0 {
-		t.Fatalf("nothing happened: %d splits, %d handoffs, %d migrated entities, %d ghost-ticks", splits, handoffs, migrated, ghostTicks)
+	if splits == 0 || handoffs == 0 || migrated == 0 || ghostTicks == 0 || interactions == 0 {
+		t.Fatalf("nothing happened: %d splits, %d handoffs, %d migrated entities, %d ghost-ticks, %d interactions delivered",
+			splits, handoffs, migrated, ghostTicks, interactions)
+	}
+	// A flicker (an entity leaving a view and back within flickerTicks) comes from a map change
+	// whose new borders the ghosts have not crossed yet (docs/performance.md has the rate). A
+	// regression guard, not the target: fixed borders have none (sim-tests/gatewaycluster).
+	t.Logf("flickers: %.0f in %.0f bot-ticks (%.1f per million)", flickers, botTicks, flickers/botTicks*1e6)
+	if !reorder && flickers/botTicks > 2e-4 {
+		t.Fatalf("views flickered %.0f times in %.0f bot-ticks (%.1f per million, guard 200)", flickers, botTicks, flickers/botTicks*1e6)
 	}
 }
 
@@ -96,7 +121,11 @@ func TestSimServerKilled(t *testing.T) {
 		if len(sim.killed) == 0 {
 			t.Fatalf("seed %d: the killed server held nothing: the test tested nothing", seed)
 		}
-		t.Logf("seed %d: killed server held %d entities, %d lost", seed, len(sim.killed), rep.EntitiesLost)
+		if o.Gateway && rep.EntitiesLost != 0 {
+			t.Fatalf("seed %d: %d entities of open sessions were lost with the killed server (the gateway re-creates them)", seed, rep.EntitiesLost)
+		}
+		t.Logf("seed %d: killed server held %d entities, %d lost, %d re-created; %d inputs sent while it was dead dropped",
+			seed, len(sim.killed), rep.EntitiesLost, rep.Gateway.Resumes, rep.InputsLostToKill)
 	}
 }
 

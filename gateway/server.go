@@ -1,0 +1,534 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridian-mmo/meridian/internal/promutil"
+	"github.com/meridian-mmo/meridian/raftmeta"
+	"github.com/meridian-mmo/meridian/wire"
+)
+
+// TickPeriod is the cluster's tick grid (DESIGN.md §1a): tick n starts at the map's world
+// epoch + n × TickPeriod.
+const TickPeriod = 50 * time.Millisecond
+
+// ServerConfig configures the gateway process (`meridian gateway`).
+type ServerConfig struct {
+	// ID is the gateway's id, ≥ 1; on the peer link it is Home = wire.GatewayIDBase + ID.
+	ID uint64
+	// Incarnation changes every time the process starts (sent in the peer hello).
+	Incarnation uint64
+	// Meta lists the metadata nodes' HTTP addresses (host:port).
+	Meta []string
+	// Edge is the client edge: KCP on Edge.Listen, limits, timeouts.
+	Edge Config
+	// WSListen, if set, also serves WebSocket clients there (TCP).
+	WSListen string
+	// Router tunes the routing core; its Home is set from ID.
+	Router RouterConfig
+	// Seed seeds the spawn points of new sessions.
+	Seed uint64
+}
+
+// DefaultServerConfig returns a configuration for gateway 1 on a local machine.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		ID:     1,
+		Meta:   []string{"127.0.0.1:8300"},
+		Edge:   DefaultConfig(),
+		Router: DefaultRouterConfig(wire.GatewayIDBase + 1),
+		Seed:   1,
+	}
+}
+
+// Home is the gateway's peer-link id.
+func (c ServerConfig) Home() uint64 { return wire.GatewayIDBase + c.ID }
+
+// Validate names the first field out of bounds and the bound.
+func (c ServerConfig) Validate() error {
+	switch {
+	case c.ID < 1 || c.ID >= ^uint64(0)-wire.GatewayIDBase:
+		return fmt.Errorf("gateway: ServerConfig.ID (%d) must be in [1, 2^64 − 1 − wire.GatewayIDBase)", c.ID)
+	case len(c.Meta) == 0:
+		return fmt.Errorf("gateway: ServerConfig.Meta must name at least one metadata node")
+	}
+	for i, m := range c.Meta {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return fmt.Errorf("gateway: ServerConfig.Meta[%d] (%q) must be host:port: %v", i, m, err)
+		}
+	}
+	if err := c.Edge.Validate(); err != nil {
+		return err
+	}
+	r := c.Router
+	r.Home = c.Home()
+	return r.Validate()
+}
+
+// Server is the gateway process: the client edge (KCP, WebSocket) in front of the Router,
+// which sends each session's messages to the cell server owning its entity over peer links,
+// following the partition map.
+//
+// Every event (a session's Open/Input/Interact/Ack/Close from its reader goroutine, a peer
+// message from a link's reader, a broken link, the 50 ms tick) takes mu, calls the Router and
+// performs its whole output before unlocking: peer messages are encoded into the links'
+// queues, client frames copied into the sessions' queues, disconnects queued. So a frame is
+// forwarded the moment it arrives, not on the next tick; nothing under mu blocks on the
+// network.
+type Server struct {
+	cfg   ServerConfig
+	home  uint64
+	log   *slog.Logger
+	meta  *raftmeta.Client
+	edge  *Listener
+	links *peerLinks
+	met   *serverMetrics
+
+	epoch atomic.Int64  // the map's world epoch, Unix ns; 0: no map with one yet
+	ready chan struct{} // closed when the first map with a world arrived
+
+	mu      sync.Mutex // guards the fields below; taken before Listener and Session locks, and the links' queues
+	router  *Router
+	mp      *raftmeta.Map
+	rng     *rand.Rand
+	early   map[SessionID]struct{} // sessions opened before a map with a world: opened on the router when it comes
+	enc     []byte
+	last    RouterStats
+	started bool
+}
+
+// NewServer binds the client listeners (KCP, and WebSocket if cfg.WSListen is set); Run
+// follows the map, links to the cell servers and serves. ctx bounds the peer links.
+func NewServer(ctx context.Context, cfg ServerConfig, reg prometheus.Registerer, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Router.Home = cfg.Home()
+	router, err := NewRouter(cfg.Router)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, home: cfg.Home(), log: log,
+		meta:   raftmeta.NewClient(cfg.Meta, nil),
+		ready:  make(chan struct{}),
+		router: router,
+		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x6761746577617921)), // "gateway!"
+		early:  map[SessionID]struct{}{},
+	}
+	if s.edge, err = Listen(cfg.Edge, s, reg, log); err != nil {
+		return nil, err
+	}
+	s.met = newServerMetrics(reg)
+	if cfg.WSListen != "" {
+		if _, err := s.edge.ListenWebSocket(cfg.WSListen); err != nil {
+			s.edge.Close()
+			return nil, err
+		}
+	}
+	s.links = newPeerLinks(ctx, s.home, cfg.Incarnation, s.met, log)
+	s.links.onMessage = s.peer
+	s.links.onReset = s.linkReset
+	return s, nil
+}
+
+// Addr is the bound KCP (UDP) address.
+func (s *Server) Addr() net.Addr { return s.edge.Addr() }
+
+// WSAddr is the bound WebSocket (TCP) address, nil without ServerConfig.WSListen.
+func (s *Server) WSAddr() net.Addr { return s.edge.WSAddr() }
+
+// Home is the gateway's peer-link id (wire.GatewayIDBase + ServerConfig.ID).
+func (s *Server) Home() uint64 { return s.home }
+
+// Listener is the client edge.
+func (s *Server) Listener() *Listener { return s.edge }
+
+// Stats returns the Router's counters.
+func (s *Server) Stats() RouterStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.router.Stats()
+}
+
+// LinksUp is the number of cell servers the gateway is linked to now.
+func (s *Server) LinksUp() int { return s.links.up() }
+
+// Run follows the partition map, keeps the peer links and serves clients until ctx ends;
+// then it closes the client edge (every session's Leave is queued), the links (after a brief
+// flush) and waits for its goroutines. It may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("gateway: Server.Run called twice")
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		err := s.edge.Serve(ctx)
+		cancel()
+		serveErr <- err
+	}()
+	go func() { defer wg.Done(); s.watch(ctx) }()
+	go func() { defer wg.Done(); s.ticker(ctx) }()
+	s.log.Info("gateway serving", "id", s.cfg.ID, "home", s.home, "kcp", s.Addr().String(), "websocket", addrString(s.WSAddr()), "meta", s.cfg.Meta)
+
+	<-ctx.Done()
+	err := s.edge.Close() // sessions end: their Leaves go to the link queues
+	wg.Wait()
+	s.links.close()
+	if serr := <-serveErr; err == nil {
+		err = serr
+	}
+	return err
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// watch follows the map with blocking queries (as cellserver's Cluster does).
+func (s *Server) watch(ctx context.Context) {
+	var index uint64
+	for ctx.Err() == nil {
+		mp, err := s.meta.Map(ctx, raftmeta.ReadOptions{Stale: true, Index: index, Wait: 10 * time.Second})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Debug("gateway: map watch failed", "err", err)
+				sleepCtx(ctx, 200*time.Millisecond)
+			}
+			continue
+		}
+		switch {
+		case mp.Version > index:
+			index = mp.Version
+			s.setMap(mp)
+		case index == 0:
+			sleepCtx(ctx, 200*time.Millisecond) // no map yet: ?index=0 does not block
+		}
+	}
+}
+
+// worldReady: the map has a world to spawn in and a tick grid.
+func worldReady(m *raftmeta.Map) bool {
+	return m.World.Epoch != 0 && m.World.Max[0] > m.World.Min[0] && m.World.Max[1] > m.World.Min[1]
+}
+
+// setMap gives the Router a newer map and makes the links follow it.
+func (s *Server) setMap(mp *raftmeta.Map) {
+	s.links.setServers(mp.Servers)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mp != nil && mp.Version <= s.mp.Version {
+		return
+	}
+	s.mp = mp
+	s.met.mapVersion.Set(float64(mp.Version))
+	if worldReady(mp) && s.epoch.Load() == 0 {
+		s.epoch.Store(mp.World.Epoch)
+		close(s.ready)
+	}
+	t := s.tickAt(time.Now())
+	s.router.SetMap(mp, t)
+	s.drain(time.Time{}, "")
+	if worldReady(mp) && len(s.early) > 0 {
+		for _, id := range slices.Sorted(maps.Keys(s.early)) {
+			s.router.Open(id, s.spawn(), t)
+			s.drain(time.Time{}, "")
+		}
+		clear(s.early)
+	}
+}
+
+// ticker calls Router.Tick on the map's 50 ms grid.
+func (s *Server) ticker(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-s.ready:
+	}
+	epoch := time.Unix(0, s.epoch.Load())
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var last wire.Tick
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		t := s.tickAt(now)
+		if t != last {
+			last = t
+			s.mu.Lock()
+			s.router.Tick(t)
+			s.drain(time.Time{}, "")
+			s.countStats()
+			s.mu.Unlock()
+		}
+		timer.Reset(time.Until(epoch.Add(time.Duration(t+1) * TickPeriod)))
+	}
+}
+
+// tickAt is the grid tick containing now (0 before the map gives the epoch).
+func (s *Server) tickAt(now time.Time) wire.Tick {
+	e := s.epoch.Load()
+	if e == 0 {
+		return 0
+	}
+	d := now.Sub(time.Unix(0, e))
+	if d < 0 {
+		return 0
+	}
+	return wire.Tick(d / TickPeriod)
+}
+
+// spawn draws a spawn point uniformly in the map's world (mu held, worldReady(s.mp)).
+func (s *Server) spawn() [2]float64 {
+	w := s.mp.World
+	return [2]float64{
+		w.Min[0] + s.rng.Float64()*(w.Max[0]-w.Min[0]),
+		w.Min[1] + s.rng.Float64()*(w.Max[1]-w.Min[1]),
+	}
+}
+
+// drain performs the Router's output (mu held). at is when the message that caused it was
+// read; dir the direction its forwarding latency is measured in ("": not measured).
+func (s *Server) drain(at time.Time, dir string) {
+	out := s.router.Output()
+	for _, p := range out.Send {
+		var err error
+		if s.enc, err = p.Msg.AppendFrame(s.enc[:0]); err != nil {
+			s.met.linkDropped.WithLabelValues("invalid").Inc()
+			s.log.Error("gateway: peer message not sent", "to", p.To, "type", p.Msg.Type(), "err", err)
+			continue
+		}
+		if s.links.send(p.To, append([]byte(nil), s.enc...)) {
+			s.met.toServer.Inc()
+		}
+	}
+	for _, f := range out.Frames {
+		if f.Control {
+			s.edge.SendControl(f.Session, f.Frame)
+		} else {
+			s.edge.SendSnapshot(f.Session, f.Frame)
+		}
+		s.met.toClient.Inc()
+	}
+	for _, d := range out.Disconnect {
+		s.edge.Disconnect(d.Session, d.Reason, d.Reason.String())
+	}
+	switch {
+	case at.IsZero():
+	case dir == dirToServer && len(out.Send) > 0, dir == dirToClient && len(out.Frames) > 0:
+		s.met.forward.WithLabelValues(dir).Observe(time.Since(at).Seconds())
+	}
+}
+
+const (
+	dirToServer = "to_server"
+	dirToClient = "to_client"
+)
+
+// --- Backend (session reader goroutines) ---
+
+// Open implements Backend: the session is routed to the owner of a random spawn point (once
+// the map has a world).
+func (s *Server) Open(id SessionID, _ []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mp == nil || !worldReady(s.mp) {
+		s.early[id] = struct{}{}
+		return
+	}
+	s.router.Open(id, s.spawn(), s.tickAt(time.Now()))
+	s.drain(time.Time{}, "")
+}
+
+// Input implements Backend.
+func (s *Server) Input(id SessionID, in wire.Input) {
+	at := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.router.Input(id, in, s.tickAt(at))
+	s.drain(at, dirToServer)
+}
+
+// Interact implements Backend.
+func (s *Server) Interact(id SessionID, in wire.Interact) {
+	at := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.router.Interact(id, in, s.tickAt(at))
+	s.drain(at, dirToServer)
+}
+
+// Ack implements Backend.
+func (s *Server) Ack(id SessionID, t wire.Tick) {
+	at := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.router.Ack(id, t)
+	s.drain(at, dirToServer)
+}
+
+// Close implements Backend.
+func (s *Server) Close(id SessionID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.early[id]; ok {
+		delete(s.early, id)
+		return
+	}
+	s.router.Close(id, s.tickAt(time.Now()))
+	s.drain(time.Time{}, "")
+}
+
+// Tick implements Backend: the current tick of the map's grid (0 before the first map).
+func (s *Server) Tick() wire.Tick { return s.tickAt(time.Now()) }
+
+// --- peer links (link goroutines) ---
+
+func (s *Server) peer(from raftmeta.ServerID, msg wire.PeerMessage, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.router.Peer(from, msg, s.tickAt(at))
+	s.drain(at, dirToClient)
+}
+
+func (s *Server) linkReset(server raftmeta.ServerID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.router.LinkReset(server, s.tickAt(time.Now()))
+	s.drain(time.Time{}, "")
+}
+
+// countStats mirrors the Router's cumulative counters into the metrics (mu held).
+func (s *Server) countStats() {
+	now, prev := s.router.Stats(), s.last
+	s.last = now
+	s.met.routerSessions.Set(float64(s.router.Sessions() + len(s.early)))
+	add := func(c prometheus.Counter, a, b int) {
+		if a > b {
+			c.Add(float64(a - b))
+		}
+	}
+	m := s.met
+	add(m.routeSwitches, now.RouteSwitches, prev.RouteSwitches)
+	add(m.inputsResent, now.InputsResent, prev.InputsResent)
+	add(m.resumes, now.Resumes, prev.Resumes)
+	add(m.entitiesLost, now.EntitiesLost, prev.EntitiesLost)
+	add(m.staleFrames, now.StaleFrames, prev.StaleFrames)
+	add(m.orphanLeaves, now.OrphanLeaves, prev.OrphanLeaves)
+	ev := func(label string, a, b int) { add(m.events.WithLabelValues(label), a, b) }
+	ev("join", now.Joins, prev.Joins)
+	ev("join_retry", now.JoinRetries, prev.JoinRetries)
+	ev("join_lost", now.JoinsLost, prev.JoinsLost)
+	ev("early_frame", now.EarlyFrames, prev.EarlyFrames)
+	ev("bad_frame", now.BadFrames, prev.BadFrames)
+	ev("dup_interaction", now.DupInteractions, prev.DupInteractions)
+	ev("pending_overflow", now.PendingOverflow, prev.PendingOverflow)
+	ev("replayed_input", now.ReplayedInputs, prev.ReplayedInputs)
+	ev("rejected", now.Rejected, prev.Rejected)
+	ev("refused", now.Refused, prev.Refused)
+	ev("unrouted", now.Unrouted, prev.Unrouted)
+	ev("ignored", now.Ignored, prev.Ignored)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// --- metrics ---
+
+type serverMetrics struct {
+	routerSessions prometheus.Gauge
+	linksUp        prometheus.Gauge
+	mapVersion     prometheus.Gauge
+	toClient       prometheus.Counter
+	toServer       prometheus.Counter
+	forward        *prometheus.HistogramVec // direction
+	linkDropped    *prometheus.CounterVec   // reason
+	linkErrors     *prometheus.CounterVec   // reason
+	linkSent       prometheus.Counter
+
+	routeSwitches, inputsResent, resumes, entitiesLost, staleFrames, orphanLeaves prometheus.Counter
+	events                                                                        *prometheus.CounterVec // event
+}
+
+// ForwardBuckets are the buckets of meridian_gateway_forward_seconds: 5 µs to 50 ms.
+var ForwardBuckets = []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2}
+
+// newServerMetrics creates the gateway process's collectors. meridian_gateway_sessions is the
+// edge's (Metrics.Sessions).
+func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
+	counter := func(name, help string) prometheus.Counter {
+		return promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return promutil.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
+	}
+	frames := promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_gateway_frames_forwarded_total",
+		Help: "Messages forwarded by the gateway, by direction: to_client (client frames from cell servers) or to_server (peer messages queued for cell servers)."},
+		[]string{"direction"}))
+	return &serverMetrics{
+		routerSessions: gauge("meridian_gateway_routed_sessions", "Sessions the router holds (opened, not yet closed), sampled every tick."),
+		linksUp:        gauge("meridian_gateway_links_up", "Peer links to cell servers that are connected and past their hello."),
+		mapVersion:     gauge("meridian_gateway_map_version", "Version of the partition map the gateway routes by."),
+		toClient:       frames.WithLabelValues(dirToClient),
+		toServer:       frames.WithLabelValues(dirToServer),
+		forward: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meridian_gateway_forward_seconds",
+			Help:    "Latency the gateway adds to a message, from reading it (session or peer link) to queuing what it caused on the other side, by direction.",
+			Buckets: ForwardBuckets}, []string{"direction"})),
+		linkDropped: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_gateway_link_frames_dropped_total",
+			Help: "Peer messages for cell servers not queued, by reason (queue_full, no_link, invalid); the router resends inputs and joins."}, []string{"reason"})),
+		linkErrors: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_gateway_link_errors_total",
+			Help: "Peer link connections refused or closed for a protocol error, by reason (hello, bad_hello, version, wrong_server, bad_frame)."}, []string{"reason"})),
+		linkSent:      counter("meridian_gateway_link_frames_sent_total", "Peer frames written to cell servers."),
+		routeSwitches: counter("meridian_gateway_route_switches_total", "Sessions whose frames started coming from another cell server (handoff or resume)."),
+		inputsResent:  counter("meridian_gateway_inputs_resent_total", "Pending inputs and interactions sent again (route switch, broken link, no progress)."),
+		resumes:       counter("meridian_gateway_resumes_total", "Entities re-created on another cell server after their owner died."),
+		entitiesLost:  counter("meridian_gateway_entities_lost_total", "Sessions disconnected because no frame of their entity came for too long (a join never answered counts as router event join_lost)."),
+		staleFrames:   counter("meridian_gateway_stale_frames_total", "Frames dropped because they carried an older authority epoch than the session's newest."),
+		orphanLeaves:  counter("meridian_gateway_orphan_leaves_total", "Leaves sent for frames of sessions that had ended (or of another entity)."),
+		events: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_gateway_router_events_total",
+			Help: "Other router events: join, join_retry, join_lost, early_frame, bad_frame, dup_interaction, pending_overflow, replayed_input, rejected, refused, unrouted, ignored."}, []string{"event"})),
+	}
+}
