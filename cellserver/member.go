@@ -86,6 +86,7 @@ type Member struct {
 	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
+	gateways   map[raftmeta.ServerID]uint64 // each gateway's incarnation, from its hello
 	resumes    map[wire.EntityID]wire.Tick  // gateway resumes taken, until when a repeat is ignored
 	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
 	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
@@ -131,6 +132,10 @@ type MemberConfig struct {
 	// dropped.
 	GhostDistance, GhostHysteresis float64
 	GhostExpireTicks               int
+	// HandoffHysteresis (metres): an entity is handed to the owner of the cell it walked into
+	// only once it is this far from every cell of this server, so one walking along a border
+	// is not handed back and forth (0: at once).
+	HandoffHysteresis float64
 	// SessionIdleTicks: the entity of a session homed at a gateway that has sent nothing
 	// (inputs, acks) for this long leaves the world. 0: never.
 	SessionIdleTicks int
@@ -142,7 +147,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 		Server: id, Incarnation: inc, World: DefaultConfig(),
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
 		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 20,
-		SessionIdleTicks: 20 * 30,
+		SessionIdleTicks: 20 * 30, HandoffHysteresis: 4,
 	}
 }
 
@@ -165,6 +170,8 @@ func (c MemberConfig) Validate() error {
 		return configErr("MemberConfig.GhostHysteresis", c.GhostHysteresis, "must be in [0, %d]", MaxAOIRadius)
 	case c.GhostExpireTicks < 2:
 		return configErr("MemberConfig.GhostExpireTicks", c.GhostExpireTicks, "must be ≥ 2")
+	case !(c.HandoffHysteresis >= 0 && (c.HandoffHysteresis <= c.GhostDistance || c.GhostDistance == 0)):
+		return configErr("MemberConfig.HandoffHysteresis", c.HandoffHysteresis, "must be in [0, GhostDistance (%v)]: the new owner must hold a ghost of an entity before it is handed over", c.GhostDistance)
 	case c.SessionIdleTicks < 0:
 		return configErr("MemberConfig.SessionIdleTicks", c.SessionIdleTicks, "must be ≥ 0")
 	}
@@ -373,6 +380,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		ghostGone:  map[raftmeta.ServerID][]wire.GhostRef{},
 		joins:      map[SessionKey]wire.Tick{},
 		resumes:    map[wire.EntityID]wire.Tick{},
+		gateways:   map[raftmeta.ServerID]uint64{},
 		heard:      map[ClientID]wire.Tick{},
 		interacts:  map[interactKey]*outInteract{},
 		delivered:  map[interactKey]wire.Tick{},
@@ -961,6 +969,9 @@ func (m *Member) rehome(t wire.Tick) {
 		if until, ok := m.backoff[p.ID]; ok && t < until {
 			continue
 		}
+		if m.nearOwn(p.X, p.Z) {
+			continue // within HandoffHysteresis of its old cell: no thrashing along a border
+		}
 		m.ids = append(m.ids, p.ID)
 	}
 	slices.Sort(m.ids)
@@ -991,6 +1002,22 @@ func (m *Member) rehome(t wire.Tick) {
 		}
 		m.load.Cells = append(m.load.Cells, *cl)
 	}
+}
+
+// nearOwn reports whether a point lies within HandoffHysteresis of a cell this server owns: an
+// entity that just stepped over a border stays until it is that far in.
+func (m *Member) nearOwn(x, z int32) bool {
+	h := m.cfg.HandoffHysteresis * wire.PosUnitsPerMetre
+	if h <= 0 {
+		return false
+	}
+	for i := range m.mapv.Cells {
+		c := &m.mapv.Cells[i]
+		if c.Owner == m.self && rectDist2(c.Bounds, x, z) <= h*h {
+			return true
+		}
+	}
+	return false
 }
 
 // bin is the histogram bin of position p (units) in [lo, hi) metres.
@@ -1068,6 +1095,8 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 		m.onGhosts(p.From, *msg, t)
 	case *wire.GhostGoneMsg:
 		m.onGhostGone(*msg)
+	case *wire.PeerHelloMsg:
+		m.onGatewayHello(p.From, *msg)
 	case *wire.JoinMsg:
 		m.onJoin(p.From, *msg, t)
 	case *wire.InteractMsg:

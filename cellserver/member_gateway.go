@@ -117,6 +117,34 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 	m.stats.GatewayJoins++
 }
 
+// onGatewayHello: a gateway (re)connected. If it restarted (a new incarnation), its sessions
+// from before are gone and their ids will be used again: their entities leave the world.
+func (m *Member) onGatewayHello(from raftmeta.ServerID, msg wire.PeerHelloMsg) {
+	if !wire.IsGatewayID(uint64(from)) {
+		return
+	}
+	old, known := m.gateways[from]
+	m.gateways[from] = msg.Incarnation
+	if !known || old == msg.Incarnation {
+		return
+	}
+	for _, wc := range sortedKeys(m.remoteOf) {
+		if m.remoteOf[wc].Home != from {
+			continue
+		}
+		if e, ok := m.world.ClientEntity(wc); ok {
+			m.exp = m.world.Export(m.exp[:0], e)
+			m.forget(m.exp)
+			m.stats.SessionsIdled++
+		}
+	}
+	for k := range m.joins {
+		if k.Home == from {
+			delete(m.joins, k)
+		}
+	}
+}
+
 // remoteJoined sends the welcome of a gateway session's new entity.
 func (m *Member) remoteJoined(j Joined) bool {
 	key, ok := m.remoteOf[j.Client]

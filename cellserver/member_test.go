@@ -30,6 +30,7 @@ func newPair(t *testing.T) *pair {
 		p.apply(raftmeta.Register{Server: id, Addr: "x", Capacity: 100, Now: 1, LeaseTTL: 1e12})
 		cfg := DefaultMemberConfig(id, 1)
 		cfg.World.WorldMax = [2]float64{512, 512}
+		cfg.HandoffHysteresis = 0 // handed off the tick it crosses (TestHandoffHysteresis has it on)
 		m, err := NewMember(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -503,5 +504,51 @@ func TestHeldLeaveReleasedWhenEntityComesBack(t *testing.T) {
 	t.Logf("real1=%v real2=%v session5=%v", p.real(1), p.real(2), has)
 	if slices.Contains(p.real(1), e) && !has {
 		t.Errorf("entity %d of closed session 5 still real on 1", e)
+	}
+}
+
+// TestHandoffHysteresis: an entity walking back and forth across a border, never more than
+// HandoffHysteresis into the other server's cell, stays where it is; once it goes deeper it is
+// handed over.
+func TestHandoffHysteresis(t *testing.T) {
+	p := newPair(t)
+	for id := raftmeta.ServerID(1); id <= 2; id++ {
+		cfg := DefaultMemberConfig(id, 1)
+		cfg.World.WorldMax = [2]float64{512, 512}
+		m, err := NewMember(cfg) // HandoffHysteresis 4 m
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.m[id] = m
+	}
+	p.tick = 1
+	p.step(1, MemberInput{Opens: []SessionOpen{{Client: 5, Spawn: [2]float64{254, 100}}}})
+	p.step(2, MemberInput{})
+	seq := uint32(0)
+	walk := func(id raftmeta.ServerID, mx int8, ticks int) {
+		for range ticks {
+			p.tick++
+			seq++
+			in := MemberInput{}
+			if id == 1 {
+				in.Inputs = []ClientInput{{Client: 5, Input: wire.Input{Seq: seq, MoveX: mx}}}
+			}
+			p.step(id, in)
+			other := 3 - id
+			p.step(other, MemberInput{}, p.from(id)...)
+		}
+	}
+	// Back and forth over x = 256, up to ~2.8 m into server 2's cell (7 m/s: 0.35 m a tick).
+	for range 5 {
+		walk(1, 127, 14)
+		walk(1, -127, 14)
+	}
+	if s := p.m[1].Stats(); s.HandoffsOut != 0 || len(p.real(1)) != 1 {
+		t.Fatalf("thrashed along the border: %d handoffs out, server 1 real %v", s.HandoffsOut, p.real(1))
+	}
+	// Deeper than 4 m: handed over.
+	walk(1, 127, 30)
+	if s := p.m[1].Stats(); s.HandoffsOut != 1 {
+		t.Fatalf("not handed over at 4+ m: %d handoffs", s.HandoffsOut)
 	}
 }

@@ -178,6 +178,11 @@ func (p *peerNet) read(c net.Conn) {
 	}
 	from := raftmeta.ServerID(hello.Server)
 	if wire.IsGatewayID(hello.Server) {
+		// The Member learns the gateway's incarnation: a restarted gateway's old sessions are
+		// gone (its session ids start again).
+		p.mu.Lock()
+		p.inbox = append(p.inbox, PeerIn{From: from, Msg: &hello})
+		p.mu.Unlock()
 		// A gateway dials in and is answered over the same connection: this server's hello,
 		// then the frames for its sessions (it has no peer address of its own).
 		done := make(chan struct{})
