@@ -120,8 +120,10 @@ func (c ClusterConfig) Validate() error {
 	case c.MaxCatchUp < 1:
 		return configErr("ClusterConfig.MaxCatchUp", c.MaxCatchUp, "must be ≥ 1")
 	}
-	if err := c.Edge.Validate(); err != nil {
-		return err
+	if c.Edge.Listen != "" {
+		if err := c.Edge.Validate(); err != nil {
+			return err
+		}
 	}
 	return c.Member.Validate()
 }
@@ -199,7 +201,9 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 			}
 		}
 	}
-	if c.Listener, err = gateway.Listen(cfg.Edge, c, reg, log); err != nil {
+	if cfg.Edge.Listen == "" {
+		// No client edge: clients come through gateways (the usual cluster deployment).
+	} else if c.Listener, err = gateway.Listen(cfg.Edge, c, reg, log); err != nil {
 		c.peers.close()
 		return nil, err
 	}
@@ -257,7 +261,9 @@ func (c *Cluster) Config() Config { return c.member.World().Config() }
 // deregistered (best effort) and closed its listeners.
 func (c *Cluster) Run(ctx context.Context) error {
 	defer c.peers.close()
-	defer c.Listener.Close()
+	if c.Listener != nil {
+		defer c.Listener.Close()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -287,15 +293,21 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	c.driver.Store(drv)
 	errc := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := c.Listener.Serve(ctx)
-		cancel()
-		errc <- err
-	}()
+	edge := "none (clients come through gateways)"
+	if c.Listener != nil {
+		edge = c.Listener.Addr().String()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Listener.Serve(ctx)
+			cancel()
+			errc <- err
+		}()
+	} else {
+		errc <- nil
+	}
 	c.log.Info("cell server registered", "id", c.cfg.Member.Server, "incarnation", c.cfg.Member.Incarnation,
-		"peer", c.advertise(), "kcp", c.Listener.Addr().String(), "map_version", mp.Version)
+		"peer", c.advertise(), "kcp", edge, "map_version", mp.Version)
 
 	wg.Add(3)
 	go func() { defer wg.Done(); c.watch(ctx, mp.Version) }()
@@ -328,10 +340,14 @@ func (c *Cluster) leaseLeft() time.Duration {
 
 // register (re)registers until it succeeds or ctx ends; the lease runs from the send time.
 func (c *Cluster) register(ctx context.Context) error {
+	clientAddr := ""
+	if c.Listener != nil {
+		clientAddr = c.Listener.Addr().String()
+	}
 	for {
 		sent := time.Now()
 		_, err := c.meta.Register(ctx, raftmeta.RegisterRequest{
-			ID: c.cfg.Member.Server, Addr: c.advertise(), ClientAddr: c.Listener.Addr().String(),
+			ID: c.cfg.Member.Server, Addr: c.advertise(), ClientAddr: clientAddr,
 			Capacity: c.cfg.Capacity, LeaseTTL: raftmeta.Duration(c.cfg.LeaseTTL),
 		})
 		if err == nil {
@@ -504,6 +520,21 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		default:
 		}
 	}
+	if c.Listener != nil {
+		c.toEdge(out)
+	}
+	c.countStats()
+	for len(c.holdReq) > 0 {
+		ch := <-c.holdReq
+		h := Holdings{Tick: in.Tick, WorldTick: c.member.World().Tick(), Fenced: fenced, MapVersion: c.applied}
+		h.Real, h.InFlight = c.member.Holdings()
+		ch <- h
+	}
+	return c.finish(in, mi, out)
+}
+
+// toEdge delivers what the Member produced for the sessions of the embedded edge.
+func (c *Cluster) toEdge(out *MemberOutput) {
 	for _, r := range out.Refused {
 		c.Listener.Disconnect(gateway.SessionID(r.Client), r.Reason, "join refused")
 	}
@@ -521,13 +552,10 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		c.cm.lost.Inc()
 		c.Listener.Disconnect(gateway.SessionID(l), wire.ReasonShutdown, "entity lost: its cell server died")
 	}
-	c.countStats()
-	for len(c.holdReq) > 0 {
-		ch := <-c.holdReq
-		h := Holdings{Tick: in.Tick, WorldTick: c.member.World().Tick(), Fenced: fenced, MapVersion: c.applied}
-		h.Real, h.InFlight = c.member.Holdings()
-		ch <- h
-	}
+}
+
+// finish records the load and returns the World's output for the driver.
+func (c *Cluster) finish(in *StepInput, mi *MemberInput, out *MemberOutput) *StepOutput {
 	if in.Tick%10 == 0 || mi.Map != nil {
 		l := c.member.Load()
 		c.load.Store(&l)

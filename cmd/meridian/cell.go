@@ -40,7 +40,7 @@ type cellOptions struct {
 func addCellFlags(fs *flag.FlagSet, o *cellOptions, listen, metrics string, world float64) {
 	w := cellserver.DefaultConfig()
 	fs.UintVar(&o.id, "id", 1, "cell server id (high bits of the entity ids it allocates)")
-	fs.StringVar(&o.listen, "listen", listen, "UDP address for client KCP sessions")
+	fs.StringVar(&o.listen, "listen", listen, "UDP address for client KCP sessions (standalone; in cluster mode clients come through `meridian gateway`, and the cell server serves none unless this is set)")
 	fs.StringVar(&o.metrics, "metrics-addr", metrics, "HTTP address serving /metrics (empty: off)")
 	fs.Float64Var(&o.world, "world", world, "side of the square world, metres")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the world's RNG (spawn points)")
@@ -145,6 +145,11 @@ func runCell(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.meta != "" {
+		listenSet := false
+		fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
+		if !listenSet {
+			o.listen = "" // clients come through gateways
+		}
 		return runClusterCell(ctx, &o, log)
 	}
 	cfg, err := o.config(time.Now())
@@ -188,8 +193,12 @@ func runClusterCell(ctx context.Context, o *cellOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	edge := "none (clients come through gateways)"
+	if srv.Listener != nil {
+		edge = srv.Listener.Addr().String()
+	}
 	log.Info("cell server starting (cluster mode)", "id", o.id, "incarnation", inc, "meta", o.meta,
-		"peer", srv.PeerAddr(), "kcp", srv.Listener.Addr().String(), "metrics", maddr)
+		"peer", srv.PeerAddr(), "kcp", edge, "metrics", maddr)
 	err = srv.Run(ctx)
 	log.Info("cell server stopped")
 	return err
