@@ -169,6 +169,17 @@ func (w *World) updateView(c *client, t wire.Tick) {
 	self := c.row
 	sx, sz := st.x[self], st.z[self]
 	l.begin(t)
+	if c.seed != nil {
+		// Imported with the view it had on its last server: the same entities stay in view
+		// (those beyond the leave radius go below), in the same order.
+		for _, id := range c.seed {
+			if r, ok := st.lookup(id); ok && r != self && a.mark[r] != stamp && l.n < a.maxSlots {
+				a.mark[r] = stamp
+				l.put(r)
+			}
+		}
+		c.seed = nil
+	}
 
 	// Entities in view stay while within the leave radius and not removed since the last
 	// update (a removed entity's row may already hold another one).

@@ -95,7 +95,7 @@ func (w *World) Promote(e Exported) error {
 	w.st.ghost[r] = false
 	w.ghosts--
 	if e.Client != 0 {
-		w.addClient(e.Client, r, e.LastSeq, e.LastTick)
+		w.addClient(e.Client, r, e.LastSeq, e.LastTick, e.View)
 	}
 	return nil
 }

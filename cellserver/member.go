@@ -87,6 +87,7 @@ type Member struct {
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
 	gateways   map[raftmeta.ServerID]uint64 // each gateway's incarnation, from its hello
+	views      map[wire.EntityID]viewSeed   // clients' views sent ahead of their entity's handoff here
 	resumes    map[wire.EntityID]wire.Tick  // gateway resumes taken, until when a repeat is ignored
 	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
 	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
@@ -146,7 +147,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 	return MemberConfig{
 		Server: id, Incarnation: inc, World: DefaultConfig(),
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
-		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 20,
+		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 40,
 		SessionIdleTicks: 20 * 30, HandoffHysteresis: 4,
 	}
 }
@@ -381,6 +382,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		joins:      map[SessionKey]wire.Tick{},
 		resumes:    map[wire.EntityID]wire.Tick{},
 		gateways:   map[raftmeta.ServerID]uint64{},
+		views:      map[wire.EntityID]viewSeed{},
 		heard:      map[ClientID]wire.Tick{},
 		interacts:  map[interactKey]*outInteract{},
 		delivered:  map[interactKey]wire.Tick{},
@@ -845,6 +847,10 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		// handoff). The simulation does not wait.
 		LastTick: max(last, t),
 	}
+	if v, ok := m.views[r.ID]; ok && wc != 0 {
+		e.View = v.ids
+	}
+	delete(m.views, r.ID)
 	if err := m.world.Promote(e); err != nil { // a ghost here becomes the real entity in place
 		m.stats.ImportErrors++
 		return err
@@ -915,6 +921,7 @@ func (m *Member) dropEverything() {
 	clear(m.backoff)
 	clear(m.joins)
 	clear(m.resumes)
+	clear(m.views)
 	clear(m.heard)
 	clear(m.interacts)
 	clear(m.delivered)
@@ -976,6 +983,7 @@ func (m *Member) rehome(t wire.Tick) {
 	}
 	slices.Sort(m.ids)
 	m.preghost(t)
+	m.sendViews()
 	m.exp = m.depart(m.exp[:0], t, m.ids)
 	for _, e := range m.exp {
 		c := m.lookup.at(e.State.X, e.State.Z)
@@ -1097,6 +1105,8 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 		m.onGhostGone(*msg)
 	case *wire.PeerHelloMsg:
 		m.onGatewayHello(p.From, *msg)
+	case *wire.ViewMsg:
+		m.views[msg.Entity] = viewSeed{ids: msg.IDs, at: t}
 	case *wire.JoinMsg:
 		m.onJoin(p.From, *msg, t)
 	case *wire.InteractMsg:

@@ -211,6 +211,11 @@ func (m *Member) expireSessions(t wire.Tick) {
 			delete(m.resumes, e)
 		}
 	}
+	for e, v := range m.views {
+		if t-v.at > wire.Tick(m.cfg.RememberTicks) {
+			delete(m.views, e) // its handoff never came (rejected elsewhere, or lost)
+		}
+	}
 }
 
 // ---- interactions ----

@@ -226,6 +226,35 @@ func (m *Member) onGhostGone(msg wire.GhostGoneMsg) {
 	}
 }
 
+// viewSeed is the view of a client whose entity is being handed here (ViewMsg).
+type viewSeed struct {
+	ids []wire.EntityID
+	at  wire.Tick
+}
+
+// sendViews tells the server each departing client's entity goes to what the client sees here
+// (wire.ViewMsg, on the same link just before the handoff), so its first view there keeps the
+// same entities and nothing blinks out and back at the border.
+func (m *Member) sendViews() {
+	for _, p := range m.pos {
+		if p.Ghost || p.Client == 0 {
+			continue
+		}
+		if _, leaving := slices.BinarySearch(m.ids, p.ID); !leaving {
+			continue
+		}
+		c := m.lookup.at(p.X, p.Z)
+		if c == nil {
+			continue
+		}
+		ids := m.world.clientView(nil, p.Client)
+		if len(ids) > wire.MaxViewIDs {
+			ids = ids[:wire.MaxViewIDs]
+		}
+		m.send(c.Owner, &wire.ViewMsg{Entity: p.ID, IDs: ids})
+	}
+}
+
 // preghost sends, ahead of this tick's handoffs (m.ids, positions in m.pos), ghosts of what each
 // departing client sees here to the server it goes to: on the same link, before the handoff, so
 // the client's first snapshot from its new owner already shows everything around it (a map
@@ -264,8 +293,8 @@ func (m *Member) preghost(t wire.Tick) {
 			if sent[to] == nil {
 				sent[to] = map[wire.EntityID]bool{}
 			}
-			if sent[to][q.ID] {
-				continue
+			if sent[to][q.ID] || slices.Contains(m.ghostTo[q.ID], to) {
+				continue // sent already, or a ghost there already (this tick's update follows)
 			}
 			sent[to][q.ID] = true
 			st, _ := m.world.Entity(q.ID)

@@ -20,6 +20,9 @@ type Exported struct {
 	// LastTick is the last tick the entity was simulated (and its client sent a snapshot)
 	// where it comes from; Import sends the client no snapshot for ticks up to it.
 	LastTick wire.Tick
+	// View, on Import, lists what the client saw where it comes from: its first view here keeps
+	// those within the leave radius (nil: it admits everything within the leave radius).
+	View []wire.EntityID
 }
 
 // Export removes the entities ids (as of the next Step) with their clients and appends their
@@ -83,7 +86,7 @@ func (w *World) Import(e Exported) error {
 	w.setState(r, e.State)
 	w.grid.insert(&w.st, r)
 	if e.Client != 0 {
-		w.addClient(e.Client, r, e.LastSeq, e.LastTick)
+		w.addClient(e.Client, r, e.LastSeq, e.LastTick, e.View)
 	}
 	return nil
 }

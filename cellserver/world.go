@@ -163,8 +163,9 @@ type client struct {
 	// quietUntil: no snapshot for ticks up to this one (an imported client's previous server
 	// sent them).
 	quietUntil wire.Tick
-	wide       bool    // the next view update admits newcomers within the leave radius
-	log        viewLog // its view and the views it was sent
+	wide       bool            // the next view update admits newcomers within the leave radius
+	seed       []wire.EntityID // the next view update starts from these (its view on its last server)
+	log        viewLog         // its view and the views it was sent
 
 	pendOff, pendN int32 // this tick's inputs in World.grouped
 	// wait holds inputs that arrived ahead of a gap in the sequence, oldest arrival first
@@ -356,7 +357,7 @@ func (w *World) join(j *Join, t wire.Tick) {
 		return
 	}
 	r := w.spawn(j.Spawn, j.Kind)
-	w.addClient(j.Client, r, 0, 0)
+	w.addClient(j.Client, r, 0, 0, nil)
 	e := w.st.ids[r]
 	w.out.Joined = append(w.out.Joined, Joined{Client: j.Client, Entity: e, Welcome: wire.Welcome{
 		Version:    wire.ProtocolVersion,
@@ -369,11 +370,11 @@ func (w *World) join(j *Join, t wire.Tick) {
 }
 
 // addClient makes client id control the entity in row r, its inputs numbered after lastSeq.
-func (w *World) addClient(id ClientID, r int32, lastSeq uint32, quietUntil wire.Tick) {
+func (w *World) addClient(id ClientID, r int32, lastSeq uint32, quietUntil wire.Tick, seed []wire.EntityID) {
 	// A client that comes from another server (quietUntil ≠ 0) had a view there, with the
 	// hysteresis band in it: its first view here admits everything within the leave radius,
 	// or entities 50–60 m away would leave its view and come back.
-	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq, quietUntil: quietUntil, wide: quietUntil != 0}
+	c := client{id: id, row: r, entity: w.st.ids[r], lastSeq: lastSeq, quietUntil: quietUntil, wide: quietUntil != 0 && seed == nil, seed: seed}
 	if n := len(w.spare); n > 0 {
 		c.log = w.spare[n-1]
 		w.spare = w.spare[:n-1]
@@ -708,4 +709,19 @@ func (w *World) entityClient(id wire.EntityID) (ClientID, bool) {
 		return w.clients[i].id, true
 	}
 	return 0, true
+}
+
+// clientView appends the ids of the entities in a client's current view (itself excluded).
+func (w *World) clientView(dst []wire.EntityID, id ClientID) []wire.EntityID {
+	i, ok := w.byClient[id]
+	if !ok {
+		return dst
+	}
+	c := &w.clients[i]
+	for _, r := range c.log.view() {
+		if r != noRow && r != c.row {
+			dst = append(dst, w.st.ids[r])
+		}
+	}
+	return dst
 }

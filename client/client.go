@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,12 +80,66 @@ var (
 type Stats struct {
 	SnapshotsReceived uint64
 	BytesReceived     uint64 // frame bytes, headers included
-	DecodeErrors      uint64
-	InputsSent        uint32        // the last input sequence sent
-	LastInputAcked    uint32        // the last input sequence the server says it applied
-	RTT               time.Duration // smoothed
-	ClockOffset       time.Duration // server clock − client clock, smoothed
+	// DecodeErrors counts server messages the client could not decode: snapshots (including
+	// the BaselineMisses) and interactions.
+	DecodeErrors uint64
+	// BaselineMisses counts snapshots dropped because they name a baseline the client does not
+	// hold (wire.ErrBadBaseline, docs/wire.md §8); a subset of DecodeErrors. Over an ordered
+	// transport (KCP, WebSocket) it stays 0 unless the server deltas against a view it never sent.
+	BaselineMisses uint64
+	// TickRegressions counts snapshots whose ServerTick was not above the newest decoded one
+	// (the server promises strictly increasing ticks within a session); they are dropped.
+	TickRegressions uint64
+	// Flickers counts entities that left the view and came back within FlickerTicks ticks: a
+	// seam where a cell border or a handoff shows through. Legitimate area-of-interest exits
+	// take longer to reverse (the leave radius is beyond the enter radius).
+	Flickers uint64
+	// InputSeqSent is the newest sequence number the client has sent (inputs and interacts
+	// share the counter); LastInputSeq the newest the server acknowledged in a snapshot header.
+	InputSeqSent, LastInputSeq uint32
+	// AckRegressions counts snapshots whose LastInputSeq was below an earlier one's.
+	AckRegressions uint64
+	// Interactions counts the interactions received (Interaction messages);
+	// InteractionsDropped those the application did not drain before the queue overflowed
+	// (MaxQueuedInteractions), oldest first; DuplicateInteractions those whose (From, Seq) had
+	// already arrived recently (the server promises at most once).
+	Interactions, InteractionsDropped, DuplicateInteractions uint64
+	// UnexpectedWelcomes counts Welcome messages after the handshake (ignored before the first
+	// snapshot, when they name the same entity; anything else ends the session).
+	UnexpectedWelcomes uint64
+	RTT                time.Duration // smoothed
+	ClockOffset        time.Duration // server clock − client clock, smoothed
+
+	// InputsSent and LastInputAcked are the older names of InputSeqSent and LastInputSeq
+	// (the same values), kept for existing callers.
+	InputsSent, LastInputAcked uint32
 }
+
+// FlickerTicks is the longest absence (in ticks, from the first snapshot without the entity to
+// the one it is back in) that Stats.Flickers counts.
+const FlickerTicks = 5
+
+// Flicker is one entity that left the view and came back within FlickerTicks, as seen in the
+// snapshot it came back in: for diagnosing seams.
+type Flicker struct {
+	Entity     wire.EntityID
+	Left, Back wire.Tick        // the first snapshot without it, the one it is back in
+	At         wire.EntityState // the entity when back
+	Self       wire.EntityState // the client's own entity then (zero if not in view)
+	SelfInView bool
+}
+
+// recentFlickers is how many Flicker records a client keeps.
+const recentFlickers = 8
+
+// MaxQueuedInteractions bounds the interactions a client keeps until Interactions drains them.
+const MaxQueuedInteractions = 256
+
+// recentInteractions is how many (From, Seq) pairs a client remembers to count duplicates.
+const recentInteractions = 256
+
+// ErrProtocol: the server sent something the protocol does not allow at that point.
+var ErrProtocol = errors.New("client: protocol error")
 
 // Client is one connected session.
 type Client struct {
@@ -102,10 +157,28 @@ type Client struct {
 	count    int
 	stats    Stats
 	lastRecv time.Time
+	// left maps entities that recently left the view to the tick of the first snapshot
+	// without them (for Flickers); entries older than FlickerTicks are pruned.
+	left map[wire.EntityID]wire.Tick
+	// gone and came are scratch lists of one snapshot's leaves and enters.
+	gone, came []wire.EntityID
+	scratch    map[wire.EntityID]int // index into gone, when gone and came are long
+	flickers   []Flicker             // the last recentFlickers, oldest first
+	// inbox holds received interactions until Interactions drains them (a ring).
+	inbox             []wire.Interaction
+	inboxHead, inboxN int
+	seen              map[interactionKey]struct{} // the last recentInteractions (From, Seq)
+	seenRing          []interactionKey
+	seenNext          int
 
 	done      chan struct{}
 	closeOnce sync.Once
 	readErr   error
+}
+
+type interactionKey struct {
+	from wire.EntityID
+	seq  uint32
 }
 
 type decoded struct {
@@ -130,7 +203,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	// KCP acks of received snapshots wait for the next flush, which the snapshot ack we write
 	// at once triggers: one datagram carries both (−25 % upstream bytes, measured with bots).
 	conn.SetACKNoDelay(false)
-	c := &Client{cfg: cfg, conn: conn, history: make([]decoded, cfg.History), done: make(chan struct{})}
+	c := &Client{cfg: cfg, conn: conn, history: make([]decoded, cfg.History), done: make(chan struct{}),
+		left: map[wire.EntityID]wire.Tick{}}
 
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -202,6 +276,44 @@ func (c *Client) SendInput(moveX, moveZ int8, yaw uint16, action uint8) (uint32,
 	return c.seq, c.write()
 }
 
+// SendInteract sends an interaction aimed at target (an entity the client knows from its
+// snapshots, real or ghost) and returns its sequence number, taken from the same counter as
+// SendInput's (docs/wire.md §5): the server applies inputs and interacts in that order, and a
+// snapshot's LastInputSeq acknowledges both. Data beyond wire.MaxInteractData bytes is cut
+// (chat text at a character boundary). An invalid interaction (target 0, unknown kind, chat
+// that is not UTF-8) is refused without taking a number.
+func (c *Client) SendInteract(target wire.EntityID, kind wire.InteractKind, data []byte) (uint32, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	in := wire.Interact{Seq: c.seq + 1, Target: target, Kind: kind, Data: data}
+	c.wbuf = in.AppendFrame(c.wbuf[:0])
+	// Check the frame as it will be sent (AppendFrame has cut long data) before taking the number.
+	if _, err := wire.DecodeInteract(c.wbuf[3:]); err != nil {
+		return 0, fmt.Errorf("client: interact: %w", err)
+	}
+	c.seq++
+	return c.seq, c.write()
+}
+
+// Interactions returns the interactions received since the last call (oldest first) and
+// empties the queue. At most MaxQueuedInteractions are kept; older ones are dropped (counted
+// in Stats.InteractionsDropped).
+func (c *Client) Interactions() []wire.Interaction {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inboxN == 0 {
+		return nil
+	}
+	out := make([]wire.Interaction, c.inboxN)
+	for i := range out {
+		j := (c.inboxHead + i) % len(c.inbox)
+		out[i] = c.inbox[j]
+		c.inbox[j] = wire.Interaction{}
+	}
+	c.inboxHead, c.inboxN = 0, 0
+	return out
+}
+
 // write sends wbuf; callers hold wmu. A server that stops draining the session (KCP window
 // full) fails the write after writeTimeout instead of blocking the caller forever.
 func (c *Client) write() error {
@@ -237,7 +349,8 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.InputsSent = sent
+	s.InputSeqSent, s.InputsSent = sent, sent
+	s.LastInputAcked = s.LastInputSeq
 	return s
 }
 
@@ -311,6 +424,15 @@ func (c *Client) readLoop(fr *wire.FrameReader) {
 			if p, err := wire.DecodePong(payload); err == nil {
 				c.onPong(p)
 			}
+		case wire.MsgInteraction:
+			c.onInteraction(payload)
+		case wire.MsgWelcome:
+			// The handshake had the welcome. A repeat of it before any snapshot is harmless;
+			// a welcome later, or for another entity, means the server lost track of the session.
+			if err := c.onWelcome(payload); err != nil {
+				c.finish(err)
+				return
+			}
 		case wire.MsgDisconnect:
 			// KCP has no close of its own: the server's disconnect is the end of the session.
 			d, _ := wire.DecodeDisconnect(payload)
@@ -320,6 +442,59 @@ func (c *Client) readLoop(fr *wire.FrameReader) {
 	}
 }
 
+// onWelcome handles a Welcome after the handshake.
+func (c *Client) onWelcome(payload []byte) error {
+	w, err := wire.DecodeWelcome(payload)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.UnexpectedWelcomes++
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: welcome: %v", ErrProtocol, err)
+	case w.Entity != c.welcome.Entity:
+		return fmt.Errorf("%w: a second welcome, for entity %d (the session's is %d)", ErrProtocol, w.Entity, c.welcome.Entity)
+	case c.count > 0:
+		return fmt.Errorf("%w: a welcome after %d snapshots", ErrProtocol, c.stats.SnapshotsReceived)
+	}
+	return nil
+}
+
+// onInteraction decodes an interaction aimed at the client's entity and queues it.
+func (c *Client) onInteraction(payload []byte) {
+	ia, err := wire.DecodeInteraction(payload)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.BytesReceived += uint64(len(payload) + 3)
+	if err != nil {
+		c.stats.DecodeErrors++
+		return
+	}
+	c.stats.Interactions++
+	k := interactionKey{ia.From, ia.Seq}
+	if c.seen == nil {
+		c.seen = make(map[interactionKey]struct{}, recentInteractions)
+		c.seenRing = make([]interactionKey, recentInteractions)
+	}
+	if _, dup := c.seen[k]; dup {
+		c.stats.DuplicateInteractions++
+	} else {
+		delete(c.seen, c.seenRing[c.seenNext])
+		c.seenRing[c.seenNext] = k
+		c.seenNext = (c.seenNext + 1) % len(c.seenRing)
+		c.seen[k] = struct{}{}
+	}
+	if c.inbox == nil {
+		c.inbox = make([]wire.Interaction, MaxQueuedInteractions)
+	}
+	if c.inboxN == len(c.inbox) {
+		c.inboxHead = (c.inboxHead + 1) % len(c.inbox) // drop the oldest
+		c.inboxN--
+		c.stats.InteractionsDropped++
+	}
+	c.inbox[(c.inboxHead+c.inboxN)%len(c.inbox)] = ia
+	c.inboxN++
+}
+
 // onSnapshot decodes a snapshot against the baseline it names and stores the new view.
 func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, bool) {
 	h, err := wire.PeekSnapshotHeader(payload)
@@ -327,24 +502,28 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 	defer c.mu.Unlock()
 	c.stats.BytesReceived += uint64(len(payload) + 3)
 	if err != nil {
-		c.stats.DecodeErrors++
+		c.decodeError(err)
 		return 0, false
+	}
+	if c.count > 0 && h.ServerTick <= c.history[c.head].tick {
+		c.stats.TickRegressions++
+		return 0, false // stale or duplicate: keep the newer view
 	}
 	var base []wire.ViewSlot
 	if h.BaselineTick != 0 {
 		b := c.find(h.BaselineTick)
 		if b == nil {
-			c.stats.DecodeErrors++
+			c.decodeError(wire.ErrBadBaseline)
 			return 0, false
 		}
 		base = b.slots
 	}
-	if c.count > 0 && h.ServerTick <= c.history[c.head].tick {
-		return 0, false // stale or duplicate: keep the newer view
-	}
 	if err := wire.DecodeSnapshot(payload, base, snap); err != nil {
-		c.stats.DecodeErrors++
+		c.decodeError(err)
 		return 0, false
+	}
+	if c.count > 0 {
+		c.diffView(c.history[c.head].slots, snap.Slots, h.ServerTick)
 	}
 	c.head = (c.head + 1) % len(c.history)
 	if c.count < len(c.history) {
@@ -356,9 +535,114 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 	d.lastSeq = snap.Header.LastInputSeq
 	d.slots = append(d.slots[:0], snap.Slots...)
 	c.stats.SnapshotsReceived++
-	c.stats.LastInputAcked = snap.Header.LastInputSeq
+	if seq := snap.Header.LastInputSeq; seq >= c.stats.LastInputSeq {
+		c.stats.LastInputSeq = seq
+	} else {
+		c.stats.AckRegressions++
+	}
 	c.lastRecv = d.arrived
 	return h.ServerTick, true
+}
+
+// recordFlicker keeps a Flicker record of entity id, back in view cur at tick. Callers hold c.mu.
+func (c *Client) recordFlicker(id wire.EntityID, left, tick wire.Tick, cur []wire.ViewSlot) {
+	f := Flicker{Entity: id, Left: left, Back: tick}
+	for i := range cur {
+		switch cur[i].ID {
+		case id:
+			f.At = cur[i].State
+		case c.welcome.Entity:
+			f.Self, f.SelfInView = cur[i].State, true
+		}
+	}
+	if id == c.welcome.Entity {
+		f.Self, f.SelfInView = f.At, true
+	}
+	if len(c.flickers) == recentFlickers {
+		c.flickers = append(c.flickers[:0], c.flickers[1:]...)
+	}
+	c.flickers = append(c.flickers, f)
+}
+
+// RecentFlickers returns the last few flickers (Stats.Flickers counts them all), oldest first.
+func (c *Client) RecentFlickers() []Flicker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.flickers)
+}
+
+// decodeError counts a snapshot that could not be decoded. Callers hold c.mu.
+func (c *Client) decodeError(err error) {
+	c.stats.DecodeErrors++
+	if errors.Is(err, wire.ErrBadBaseline) {
+		c.stats.BaselineMisses++
+	}
+}
+
+// diffView compares the previous view with the new one (at tick) for Flickers: an entity
+// absent from the new view is remembered as having left at tick; one that enters within
+// FlickerTicks of having left is a flicker. Slots mostly keep their entity, so only the slots
+// that changed are looked at; an entity that moved to another slot neither left nor entered.
+// Callers hold c.mu.
+func (c *Client) diffView(prev, cur []wire.ViewSlot, tick wire.Tick) {
+	c.gone, c.came = c.gone[:0], c.came[:0]
+	for i := range max(len(prev), len(cur)) {
+		var p, q wire.EntityID
+		if i < len(prev) {
+			p = prev[i].ID
+		}
+		if i < len(cur) {
+			q = cur[i].ID
+		}
+		if p == q {
+			continue
+		}
+		if p != 0 {
+			c.gone = append(c.gone, p)
+		}
+		if q != 0 {
+			c.came = append(c.came, q)
+		}
+	}
+	inGone := func(id wire.EntityID) int { return slices.Index(c.gone, id) }
+	if len(c.gone)*len(c.came) > 256 { // many slots changed (a full-state view from a new owner)
+		clear(c.scratch)
+		if c.scratch == nil {
+			c.scratch = make(map[wire.EntityID]int, len(c.gone))
+		}
+		for i, id := range c.gone {
+			c.scratch[id] = i
+		}
+		inGone = func(id wire.EntityID) int {
+			if i, ok := c.scratch[id]; ok {
+				return i
+			}
+			return -1
+		}
+	}
+	for _, id := range c.came {
+		if moved := inGone(id); moved >= 0 {
+			c.gone[moved] = 0 // changed slots: still in view
+			continue
+		}
+		if t, ok := c.left[id]; ok {
+			if tick-t <= FlickerTicks {
+				c.stats.Flickers++
+				c.recordFlicker(id, t, tick, cur)
+			}
+			delete(c.left, id)
+		}
+	}
+	for id, t := range c.left {
+		if tick-t > FlickerTicks {
+			delete(c.left, id)
+		}
+	}
+	for _, id := range c.gone {
+		if id != 0 {
+			c.left[id] = tick
+		}
+	}
 }
 
 // find returns the stored view for tick t, or nil. Callers hold c.mu.

@@ -40,7 +40,9 @@ var (
 	// the one encoding the encoders produce.
 	ErrNonCanonical = errors.New("wire: non-canonical encoding")
 	// ErrTooManyEntities: an entity block (a peer Migrate) declaring more than
-	// MaxMigrateEntities records, checked before anything is decompressed or allocated.
+	// MaxMigrateEntities records, checked before anything is decompressed or allocated; also a
+	// peer Ghosts or GhostGone with more than MaxGhosts entries, or a View with more than
+	// MaxViewIDs ids, checked before anything is allocated.
 	ErrTooManyEntities = errors.New("wire: too many entities")
 	// ErrCorruptBlock: the compressed part of an entity block is not valid zstd, fails its
 	// checksum or decompresses to more than its record count allows.

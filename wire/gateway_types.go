@@ -105,3 +105,18 @@ type InteractAckMsg struct {
 	Seq       uint32   // ≠ 0
 	Delivered bool
 }
+
+// PeerView is the type of ViewMsg.
+const PeerView PeerType = 15 // old owner → new owner of a client's entity, just before its handoff
+
+// MaxViewIDs bounds the entity ids in a ViewMsg (a client's view is capped well below it).
+const MaxViewIDs = 1024
+
+// ViewMsg tells the server an entity is being handed to which entities its client sees, so
+// the client's first view there keeps them (while they are within the leave radius) and
+// nothing in its view blinks out and back at the border. Sent on the same link right before
+// the HandoffMsg; a receiver that never gets it falls back to the leave radius.
+type ViewMsg struct {
+	Entity EntityID   // the entity being handed off; ≠ 0
+	IDs    []EntityID // the entities in its client's view (itself excluded), each ≠ 0; ≤ MaxViewIDs
+}

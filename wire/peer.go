@@ -30,8 +30,8 @@ import (
 //     short input, trailing bytes and out-of-range fields. DecodePeer dispatches on the type.
 
 // PeerProtocolVersion is carried in PeerHelloMsg; a server closes a link of another version.
-// Version 2 added LastSeq, X and Z to FrameMsg and the gateway and interaction messages
-// (PeerJoin..PeerInteractAck).
+// Version 2 added LastSeq, X and Z to FrameMsg, the gateway and interaction messages
+// (PeerJoin..PeerInteractAck) and PeerView.
 const PeerProtocolVersion uint16 = 2
 
 // Peer link limits.
@@ -81,6 +81,7 @@ var peerNames = [...]string{
 	PeerRefuse:      "refuse",
 	PeerInteract:    "interact",
 	PeerInteractAck: "interact-ack",
+	PeerView:        "view",
 }
 
 // String returns the peer message type's name, or "peer(N)" for an unknown type.
@@ -417,6 +418,8 @@ func DecodePeer(t PeerType, payload []byte) (PeerMessage, error) {
 		return decodePeerAs(DecodeInteractMsg, payload)
 	case PeerInteractAck:
 		return decodePeerAs(DecodeInteractAckMsg, payload)
+	case PeerView:
+		return decodePeerAs(DecodeViewMsg, payload)
 	}
 	return nil, fmt.Errorf("%w: peer type %d", ErrUnknownMsgType, uint8(t))
 }

@@ -159,6 +159,17 @@ func FuzzPeerReader(f *testing.F) {
 
 // --- Seed corpora ---
 
+// peerSeedTooBig leaves the biggest valid messages out of the seed corpora.
+func peerSeedTooBig(m PeerMessage) bool {
+	switch m := m.(type) {
+	case *FrameMsg:
+		return len(m.Frame) > 1000
+	case *ViewMsg:
+		return len(m.IDs) > 100
+	}
+	return false
+}
+
 func peerMessageSeeds(t testing.TB) []corpusEntry {
 	rng := rand.New(rand.NewPCG(17, 18))
 	var seeds []corpusEntry
@@ -167,7 +178,7 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 	}
 	msgs := validPeerMessages()
 	for i, m := range msgs {
-		if fm, ok := m.(*FrameMsg); ok && len(fm.Frame) > 1000 {
+		if peerSeedTooBig(m) {
 			continue // keep the corpus small
 		}
 		add(fmt.Sprintf("valid-%02d-%v", i, m.Type()), m.Type(), encodePeer(t, m)[PeerFrameHeaderSize:])
@@ -175,6 +186,7 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 	small := encodePeer(t, &MigrateMsg{Change: 1, Transfer: 2, Cell: 3, Epoch: 4, Tick: 5, Entities: clusteredEntities(20, 9)})
 	handoff := encodePeer(t, msgs[6])
 	input := encodePeer(t, &docPeerInput)
+	view := encodePeer(t, &ViewMsg{Entity: 7, IDs: []EntityID{1, 2, 3}})[PeerFrameHeaderSize:]
 	bad := []struct {
 		name    string
 		typ     PeerType
@@ -214,6 +226,12 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 			return p
 		}()},
 		{"interact-ack-delivered-2", PeerInteractAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2}},
+		{"view-entity-0", PeerView, append(make([]byte, 8), view[8:]...)},
+		{"view-id-0", PeerView, append(slices.Clone(view[:len(view)-8]), make([]byte, 8)...)},
+		{"view-count-over", PeerView, binary.LittleEndian.AppendUint16(slices.Clone(view[:8]), MaxViewIDs+1)},
+		{"view-count-short", PeerView, append(slices.Clone(view[:8]), append([]byte{2, 0}, view[viewHead:]...)...)},
+		{"view-truncated", PeerView, view[:len(view)-3]},
+		{"view-trailing", PeerView, append(slices.Clone(view), 0)},
 		{"unknown", 0xEE, []byte{1, 2, 3}},
 		{"garbage", PeerMigrate, garbage(rng, 60)},
 	}
@@ -227,7 +245,7 @@ func peerReaderSeeds(t testing.TB) []corpusEntry {
 	rng := rand.New(rand.NewPCG(19, 20))
 	var stream []byte
 	for _, m := range validPeerMessages() {
-		if fm, ok := m.(*FrameMsg); ok && len(fm.Frame) > 1000 {
+		if peerSeedTooBig(m) {
 			continue
 		}
 		stream = append(stream, encodePeer(t, m)...)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 )
 
-// The peer messages of the gateway and of interactions (types in gateway_types.go), with the
-// rules of every peer message (peer.go): AppendFrame validates first and encodes nothing
-// invalid, Validate returns the decoder's error, DecodeX is strict.
+// The peer messages of the gateway, of interactions and of a handed-off client's view (types in
+// gateway_types.go), with the rules of every peer message (peer.go): AppendFrame validates
+// first and encodes nothing invalid, Validate returns the decoder's error, DecodeX is strict.
 
 // Payload sizes of the gateway and interaction peer messages (InteractMsg: without its data).
 const (
@@ -15,6 +15,8 @@ const (
 	refuseSize      = 4 + 1
 	interactMsgHead = 8 + 8 + 4 + 8 + 1 + 1
 	interactAckSize = 8 + 4 + 1
+	viewHead        = 8 + 2
+	viewIDSize      = 8
 )
 
 // --- Join ---
@@ -209,6 +211,70 @@ func DecodeInteractAckMsg(payload []byte) (InteractAckMsg, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return InteractAckMsg{}, err
+	}
+	return m, nil
+}
+
+// --- View ---
+
+// Type returns PeerView.
+func (m *ViewMsg) Type() PeerType { return PeerView }
+
+// AppendFrame appends m as a frame: entity:u64 | count:u16 | count × id:u64. The ids are sent
+// in m.IDs' order.
+func (m *ViewMsg) AppendFrame(dst []byte) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return dst, err
+	}
+	dst, p := appendPeerFixed(dst, PeerView, viewHead+len(m.IDs)*viewIDSize)
+	binary.LittleEndian.PutUint64(p[0:], uint64(m.Entity))
+	binary.LittleEndian.PutUint16(p[8:], uint16(len(m.IDs)))
+	for i, id := range m.IDs {
+		binary.LittleEndian.PutUint64(p[viewHead+i*viewIDSize:], uint64(id))
+	}
+	return dst, nil
+}
+
+// Validate requires at most MaxViewIDs ids, an entity, and no id 0. Duplicates and the entity
+// itself are not checked for.
+func (m *ViewMsg) Validate() error {
+	if len(m.IDs) > MaxViewIDs {
+		return fmt.Errorf("%w: view of %d ids, max %d", ErrTooManyEntities, len(m.IDs), MaxViewIDs)
+	}
+	if m.Entity == 0 {
+		return fmt.Errorf("%w: view of entity 0", ErrValueOutOfRange)
+	}
+	for i, id := range m.IDs {
+		if id == 0 {
+			return fmt.Errorf("%w: view of entity %d: id 0 at index %d", ErrValueOutOfRange, m.Entity, i)
+		}
+	}
+	return nil
+}
+
+// DecodeViewMsg decodes a View payload. The count is checked against MaxViewIDs and the
+// payload's size before anything is allocated. IDs is a new slice (it does not alias payload);
+// an empty list decodes as nil.
+func DecodeViewMsg(payload []byte) (ViewMsg, error) {
+	if len(payload) < viewHead {
+		return ViewMsg{}, fmt.Errorf("%w: view payload of %d bytes, want at least %d", ErrTruncated, len(payload), viewHead)
+	}
+	n := int(binary.LittleEndian.Uint16(payload[8:]))
+	if n > MaxViewIDs {
+		return ViewMsg{}, fmt.Errorf("%w: view of %d ids, max %d", ErrTooManyEntities, n, MaxViewIDs)
+	}
+	if err := checkSize(PeerView, payload, viewHead+n*viewIDSize); err != nil {
+		return ViewMsg{}, err
+	}
+	m := ViewMsg{Entity: EntityID(binary.LittleEndian.Uint64(payload[0:]))}
+	if n > 0 {
+		m.IDs = make([]EntityID, n)
+		for i := range m.IDs {
+			m.IDs[i] = EntityID(binary.LittleEndian.Uint64(payload[viewHead+i*viewIDSize:]))
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return ViewMsg{}, err
 	}
 	return m, nil
 }

@@ -72,7 +72,19 @@ func validPeerMessages() []PeerMessage {
 		&InteractMsg{Origin: 5, Actor: 6, Seq: 7, Target: 8, Kind: InteractTrade, Data: []byte{0xFF, 0, 0xC0}},
 		&InteractAckMsg{Actor: 1, Seq: 1, Delivered: true},
 		&InteractAckMsg{Actor: math.MaxUint64, Seq: math.MaxUint32, Delivered: false},
+		&ViewMsg{Entity: 1}, // an empty list decodes as nil
+		&ViewMsg{Entity: math.MaxUint64, IDs: []EntityID{77, 1, math.MaxUint64, 1 << 40}}, // sent in this order
+		&ViewMsg{Entity: 42, IDs: viewIDs(MaxViewIDs)},
 	}
+}
+
+// viewIDs returns n distinct non-zero entity ids, as a ViewMsg of n ids would carry.
+func viewIDs(n int) []EntityID {
+	ids := make([]EntityID, n)
+	for i := range ids {
+		ids[i] = EntityID(1<<32 + 3*i + 1)
+	}
+	return ids
 }
 
 // invalidPeerMessages holds messages that Validate rejects, with the sentinel it gives.
@@ -132,6 +144,12 @@ func invalidPeerMessages() []struct {
 		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte{0xFF}}, ErrValueOutOfRange},
 		{&InteractAckMsg{Actor: 0, Seq: 1}, ErrValueOutOfRange},
 		{&InteractAckMsg{Actor: 1, Seq: 0, Delivered: true}, ErrValueOutOfRange},
+		{&ViewMsg{}, ErrValueOutOfRange},
+		{&ViewMsg{Entity: 0, IDs: []EntityID{1}}, ErrValueOutOfRange},
+		{&ViewMsg{Entity: 1, IDs: []EntityID{0}}, ErrValueOutOfRange},
+		{&ViewMsg{Entity: 1, IDs: []EntityID{2, 3, 0}}, ErrValueOutOfRange},
+		{&ViewMsg{Entity: 1, IDs: viewIDs(MaxViewIDs + 1)}, ErrTooManyEntities},
+		{&ViewMsg{Entity: 0, IDs: make([]EntityID, math.MaxUint16+1)}, ErrTooManyEntities}, // would wrap the u16 count
 	}
 }
 
@@ -253,6 +271,9 @@ func TestPeerSizes(t *testing.T) {
 		{&RefuseMsg{Client: 1, Reason: ReasonBadToken}, 5},
 		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte("abc")}, 33},
 		{&InteractAckMsg{Actor: 1, Seq: 1}, 13},
+		{&ViewMsg{Entity: 1}, 10},
+		{&ViewMsg{Entity: 1, IDs: []EntityID{1, 2, 3}}, 34},
+		{&ViewMsg{Entity: 1, IDs: viewIDs(MaxViewIDs)}, 10 + 8*MaxViewIDs},
 		{&MigrateMsg{Cell: 1, Tick: 1}, 33},
 	} {
 		if got := len(encodePeer(t, c.m)) - PeerFrameHeaderSize; got != c.size {
@@ -344,7 +365,7 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 }
 
 func TestDecodePeerUnknownTypes(t *testing.T) {
-	for _, typ := range []PeerType{0, PeerInteractAck + 1, 100, 255} {
+	for _, typ := range []PeerType{0, PeerView + 1, 100, 255} {
 		if m, err := DecodePeer(typ, []byte{1, 2, 3}); !errors.Is(err, ErrUnknownMsgType) || m != nil {
 			t.Errorf("type %d: %v %v", typ, m, err)
 		}
@@ -353,7 +374,7 @@ func TestDecodePeerUnknownTypes(t *testing.T) {
 		t.Errorf("String: %q", s)
 	}
 	for typ, want := range map[PeerType]string{PeerHandoffAck: "handoff-ack", PeerJoin: "join", PeerRefuse: "refuse",
-		PeerInteract: "interact", PeerInteractAck: "interact-ack"} {
+		PeerInteract: "interact", PeerInteractAck: "interact-ack", PeerView: "view"} {
 		if s := typ.String(); s != want {
 			t.Errorf("String: %q, want %q", s, want)
 		}
@@ -387,6 +408,98 @@ func TestInteractMsgAliasesPayload(t *testing.T) {
 	}
 	if cap(m.Data) != len(m.Data) {
 		t.Fatal("an append to Data could overwrite the buffer after it")
+	}
+}
+
+// viewPayload builds a View payload by hand: entity | count | ids, whatever the values.
+func viewPayload(entity uint64, count uint16, ids ...uint64) []byte {
+	p := binary.LittleEndian.AppendUint64(nil, entity)
+	p = binary.LittleEndian.AppendUint16(p, count)
+	for _, id := range ids {
+		p = binary.LittleEndian.AppendUint64(p, id)
+	}
+	return p
+}
+
+// TestViewMsg: the layout, the decoder's rejection of every rule with hand-built payloads, and
+// truncation and trailing bytes (beyond TestPeerRoundTrip's checks, with the exact sentinel).
+func TestViewMsg(t *testing.T) {
+	m := ViewMsg{Entity: 0x0102030405060708, IDs: []EntityID{9, 1 << 63}}
+	want := viewPayload(0x0102030405060708, 2, 9, 1<<63)
+	frame := encodePeer(t, &m)
+	if !bytes.Equal(frame[:PeerFrameHeaderSize], []byte{byte(1 + len(want)), 0, 0, 0, byte(PeerView)}) ||
+		!bytes.Equal(frame[PeerFrameHeaderSize:], want) {
+		t.Fatalf("frame % x, want payload % x", frame, want)
+	}
+	if got, err := DecodeViewMsg(want); err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	// An empty list, nil or not, encodes as count 0 and decodes as nil.
+	empty := encodePeer(t, &ViewMsg{Entity: 5, IDs: []EntityID{}})
+	if !bytes.Equal(empty[PeerFrameHeaderSize:], viewPayload(5, 0)) {
+		t.Fatalf("empty list: % x", empty)
+	}
+	if got, err := DecodeViewMsg(viewPayload(5, 0)); err != nil || got.IDs != nil || got.Entity != 5 {
+		t.Fatalf("empty list decodes to %#v, %v", got, err)
+	}
+	// The largest list.
+	maxIDs := make([]uint64, MaxViewIDs)
+	for i := range maxIDs {
+		maxIDs[i] = uint64(i + 1)
+	}
+	if got, err := DecodeViewMsg(viewPayload(1, MaxViewIDs, maxIDs...)); err != nil || len(got.IDs) != MaxViewIDs || got.IDs[MaxViewIDs-1] != MaxViewIDs {
+		t.Fatalf("%d ids: %v", MaxViewIDs, err)
+	}
+
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		want    error
+	}{
+		{"entity 0", viewPayload(0, 2, 1, 2), ErrValueOutOfRange},
+		{"entity 0, no ids", viewPayload(0, 0), ErrValueOutOfRange},
+		{"first id 0", viewPayload(1, 2, 0, 2), ErrValueOutOfRange},
+		{"last id 0", viewPayload(1, 3, 1, 2, 0), ErrValueOutOfRange},
+		{"count MaxViewIDs+1", viewPayload(1, MaxViewIDs+1, append(maxIDs, 1)...), ErrTooManyEntities},
+		{"count 65535, no ids", viewPayload(1, math.MaxUint16), ErrTooManyEntities}, // before the size
+		{"count above the ids", viewPayload(1, 3, 1, 2), ErrTruncated},
+		{"count below the ids", viewPayload(1, 1, 1, 2), ErrTrailingBytes},
+		{"count 0 with an id", viewPayload(1, 0, 1), ErrTrailingBytes},
+		{"half an id more", append(viewPayload(1, 1, 1), 1, 2, 3, 4), ErrTrailingBytes},
+		{"half an id less", viewPayload(1, 2, 1, 2)[:viewHead+12], ErrTruncated},
+		{"count cut", viewPayload(1, 1, 1)[:9], ErrTruncated},
+		{"empty", nil, ErrTruncated},
+	} {
+		got, err := DecodePeer(PeerView, c.payload)
+		if !errors.Is(err, c.want) || got != nil {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+
+	// Every prefix of a valid payload is truncated; any byte more is trailing.
+	for n := range len(want) {
+		if _, err := DecodeViewMsg(want[:n]); !errors.Is(err, ErrTruncated) {
+			t.Errorf("cut to %d of %d bytes: %v", n, len(want), err)
+		}
+	}
+	for extra := 1; extra <= 9; extra++ {
+		if _, err := DecodeViewMsg(append(slices.Clone(want), make([]byte, extra)...)); !errors.Is(err, ErrTrailingBytes) {
+			t.Errorf("%d bytes more: %v", extra, err)
+		}
+	}
+}
+
+// TestViewMsgCopiesPayload: unlike FrameMsg.Frame and InteractMsg.Data, the decoded IDs do not
+// alias the payload.
+func TestViewMsgCopiesPayload(t *testing.T) {
+	p := viewPayload(1, 2, 5, 6)
+	m, err := DecodeViewMsg(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(p)
+	if m.Entity != 1 || !slices.Equal(m.IDs, []EntityID{5, 6}) {
+		t.Fatalf("%+v changed with the payload", m)
 	}
 }
 

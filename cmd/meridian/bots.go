@@ -13,20 +13,27 @@ import (
 
 func addBotFlags(fs *flag.FlagSet, cfg *bots.Config) {
 	fs.IntVar(&cfg.N, "n", cfg.N, "number of bots")
-	fs.StringVar(&cfg.Behavior, "behavior", cfg.Behavior, "wander, hotspot (a crowd within 20 m of the centre) or hotspot:R (within R metres)")
+	fs.StringVar(&cfg.Behavior, "behavior", cfg.Behavior, "wander, hotspot (a crowd within 20 m of the centre), hotspot:R (within R metres), patrol (back and forth across the vertical centre line, within 30 m of it) or patrol:R (within R metres)")
 	fs.Uint64Var(&cfg.Seed, "bot-seed", cfg.Seed, "seed of the bots' behaviours")
 	fs.IntVar(&cfg.InputHz, "input-hz", cfg.InputHz, "how often each bot decides its intent")
+	fs.DurationVar(&cfg.InteractEvery, "interact-every", cfg.InteractEvery, "how often each bot chats to a random entity in its view (0: never)")
 }
 
 func runBots(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("meridian bots", flag.ContinueOnError)
 	cfg := bots.DefaultConfig("127.0.0.1:7777", 100)
-	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "server (gateway or standalone cell server) UDP address")
-	fs.StringVar(&cfg.Addr, "gateway", cfg.Addr, "the same as --addr")
+	gw := fs.String("gateway", cfg.Addr, "UDP (KCP) address of the gateway, or of a standalone cell server")
+	alias := fs.String("addr", "", "the same as --gateway (older spelling; --gateway wins if both are set)")
 	addBotFlags(fs, &cfg)
 	duration := fs.Duration("duration", 0, "how long the bots play once connected (0: until interrupted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	set := map[string]bool{} // on the command line or through MERIDIAN_*
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg.Addr = *gw
+	if !set["gateway"] && set["addr"] {
+		cfg.Addr = *alias
 	}
 	start := time.Now()
 	r, err := bots.Connect(ctx, cfg)
@@ -39,7 +46,8 @@ func runBots(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	go r.Run(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); r.Run(ctx) }()
 	live := newBotMeter(r)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -54,12 +62,25 @@ loop:
 		}
 	}
 	total := r.Totals()
-	r.Close()
 	el := time.Since(run).Seconds()
+	<-ran
+	// Let the last inputs and chats arrive before counting what was not acknowledged.
+	r.Settle(context.Background(), time.Second)
+	settled := r.Totals()
+	r.Close()
 	pr := perBot(live.first, total, el, total.Bots)
 	fmt.Printf("summary: %d bots, %.1fs, %d snapshots (%.1f/s per bot), %.2f kbit/s per bot of snapshot frames; on the wire (KCP + UDP/IPv4 headers) %.2f kbit/s down, %.2f kbit/s up per bot; %d decode errors, %d disconnected, RTT p50 %v p99 %v\n",
 		total.Bots, el, total.SnapshotsReceived-live.first.SnapshotsReceived, pr.snaps, pr.kbit, pr.wireDown, pr.wireUp,
 		total.DecodeErrors, total.Disconnected, total.RTTp50, total.RTTp99)
+	fmt.Printf("seams: %d flickers (an entity gone from a view for ≤ 5 ticks), %d tick regressions, %d baseline misses, %d acknowledgements backwards; %d input sequences unacknowledged 1 s after the end; interactions %d sent, %d received (%d duplicates)\n",
+		settled.Flickers, settled.TickRegressions, settled.BaselineMisses, settled.AckRegressions, settled.InputsUnacked,
+		settled.InteractionsSent, settled.InteractionsReceived, settled.DuplicateInteractions)
+	for why, n := range settled.Ended {
+		if why == "" {
+			why = "closed by the server"
+		}
+		fmt.Printf("  %d sessions ended: %s\n", n, why)
+	}
 	return nil
 }
 

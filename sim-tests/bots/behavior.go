@@ -35,7 +35,27 @@ func ParseBehavior(name string) (Factory, error) {
 		}
 		return hotspotAround(radius), nil
 	}
-	return nil, fmt.Errorf("bots: unknown behavior %q (want wander, hotspot or hotspot:RADIUS)", name)
+	if name == "patrol" {
+		return patrolAcross(DefaultPatrolReach), nil
+	}
+	if r, ok := strings.CutPrefix(name, "patrol:"); ok {
+		reach, err := strconv.ParseFloat(r, 64)
+		if err != nil || !(reach > 0 && reach < 1e6) {
+			return nil, fmt.Errorf("bots: behavior %q: the reach after patrol: must be a positive number of metres", name)
+		}
+		return patrolAcross(reach), nil
+	}
+	return nil, fmt.Errorf("bots: unknown behavior %q (want wander, hotspot, hotspot:RADIUS, patrol or patrol:REACH)", name)
+}
+
+// DefaultPatrolReach is how far either side of the centre line `patrol` bots walk, metres.
+const DefaultPatrolReach = 30.0
+
+// patrolAcross makes bots that pace back and forth across the world's vertical centre line.
+func patrolAcross(reach float64) Factory {
+	return func(world [2][2]float64) Behavior {
+		return &Patrol{World: world, Reach: reach}
+	}
 }
 
 // hotspotAround makes bots that gather within radius metres of the world's centre.
@@ -129,4 +149,86 @@ func normalise(x, z float64) (float64, float64) {
 // intent turns a unit direction and a speed fraction into a quantised intent and facing.
 func intent(dx, dz, speed float64) (int8, int8, uint16, bool) {
 	return int8(math.Round(dx * speed * 127)), int8(math.Round(dz * speed * 127)), wire.QuantiseYaw(math.Atan2(dz, dx)), true
+}
+
+// Patrol paces back and forth across the vertical line through the world's centre (x =
+// centre), the line a two-cell map is split at: each bot keeps to the horizontal line through
+// the spot it spawned at (its z) and walks between centre − reach and centre + reach, turning at
+// either end, so it crosses the centre line every few seconds (with the default reach of 30 m
+// and 7 m/s, every 5–12 s). A bot that spawned outside its stretch first walks to it along the
+// same line, at full speed. Its reach (60–100 % of Reach, at most the world allows), its speed (70–100 % of
+// full stick) and, inside the stretch, its first direction are drawn from the bot's RNG at the
+// first call, so the walk is a function of the seed, the bot's index and its spawn point. It
+// re-sends its intent every RefreshTicks calls (inputs keep flowing across borders), and steers
+// back to its line should anything push it off.
+type Patrol struct {
+	World [2][2]float64 // min, max in metres (x, z)
+	Reach float64       // metres either side of the centre line
+
+	started bool
+	line    float64 // the z the bot keeps to
+	lo, hi  float64 // the ends of its stretch (x)
+	speed   float64 // fraction of full stick
+	dir     float64 // +1 east, −1 west
+	left    int     // calls until the intent is re-sent
+}
+
+// RefreshTicks is how many calls a Patrol waits between re-sending an unchanged intent.
+const RefreshTicks = 5
+
+// Next implements Behavior.
+func (p *Patrol) Next(self wire.EntityState, ok bool, rng *rand.Rand) (int8, int8, uint16, bool) {
+	if !ok {
+		return 0, 0, 0, false
+	}
+	x, z := wire.DequantisePos(self.X), wire.DequantisePos(self.Z)
+	if !p.started {
+		p.started = true
+		const margin = 2.0
+		c := (p.World[0][0] + p.World[1][0]) / 2
+		reach := min(p.Reach*(0.6+0.4*rng.Float64()), c-p.World[0][0]-margin)
+		p.lo, p.hi = c-reach, c+reach
+		p.speed = 0.7 + 0.3*rng.Float64()
+		p.line = z
+		switch {
+		case x < p.lo:
+			p.dir = 1
+		case x > p.hi:
+			p.dir = -1
+		case rng.IntN(2) == 0:
+			p.dir = 1
+		default:
+			p.dir = -1
+		}
+		return p.aim(x, z)
+	}
+	switch {
+	case p.dir > 0 && x >= p.hi:
+		p.dir = -1
+		return p.aim(x, z)
+	case p.dir < 0 && x <= p.lo:
+		p.dir = 1
+		return p.aim(x, z)
+	}
+	if p.left > 0 {
+		p.left--
+		return 0, 0, 0, false
+	}
+	return p.aim(x, z)
+}
+
+// aim returns the intent along the bot's line in its direction, with a slight pull back to
+// the line if it has drifted more than a metre from it.
+func (p *Patrol) aim(x, z float64) (int8, int8, uint16, bool) {
+	p.left = RefreshTicks - 1
+	dz := 0.0
+	if d := p.line - z; math.Abs(d) > 1 {
+		dz = math.Copysign(0.2, d)
+	}
+	dx, ndz := normalise(p.dir, dz)
+	speed := p.speed
+	if x < p.lo || x > p.hi {
+		speed = 1 // still walking in
+	}
+	return intent(dx, ndz, speed)
 }

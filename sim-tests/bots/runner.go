@@ -24,6 +24,10 @@ type Config struct {
 	InputHz     int           // how often behaviours run (an intent is sent only when it changes)
 	DialWorkers int           // concurrent handshakes while connecting
 	Client      client.Config // template; Addr and Token are set per bot
+	// InteractEvery is how often each bot sends a chat Interact to a random other entity in
+	// its view (each wait drawn from 0.5–1.5 × InteractEvery, in steps of the input rate);
+	// 0: never.
+	InteractEvery time.Duration
 }
 
 // DefaultConfig returns a crowd of n wandering bots aimed at addr. Bots use a 20 ms KCP
@@ -45,6 +49,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bots: InputHz (%d) must be in [1, 120]", c.InputHz)
 	case c.DialWorkers < 1:
 		return fmt.Errorf("bots: DialWorkers (%d) must be ≥ 1", c.DialWorkers)
+	case c.InteractEvery < 0:
+		return fmt.Errorf("bots: InteractEvery (%v) must be ≥ 0", c.InteractEvery)
 	}
 	if _, err := ParseBehavior(c.Behavior); err != nil {
 		return err
@@ -56,26 +62,48 @@ type bot struct {
 	c        *client.Client
 	behavior Behavior
 	rng      *rand.Rand
+	// irng draws the interactions (their waits and targets), apart from rng so that turning
+	// them on does not change the walk.
+	irng       *rand.Rand
+	interactIn int         // steps until the next interaction
+	closed     atomic.Bool // the runner closed the session
 }
 
 // Runner is a connected crowd.
 type Runner struct {
-	cfg        Config
-	bots       []*bot
-	inputsSent atomic.Uint64
-	sendErrors atomic.Uint64
+	cfg           Config
+	bots          []*bot
+	inputsSent    atomic.Uint64
+	interactsSent atomic.Uint64
+	sendErrors    atomic.Uint64
 }
 
 // Totals aggregates every bot's counters.
 type Totals struct {
-	Bots              int
-	Connected         int // sessions still open
-	Disconnected      int // sessions that ended without the runner closing them
+	Bots      int
+	Connected int // sessions still open
+	// Disconnected counts sessions that ended without the runner closing them (the server or
+	// the network ended them: what a player would see as a reconnect); Ended says why, by the
+	// error text (an empty text: the server said goodbye without an error).
+	Disconnected      int
+	Ended             map[string]int
 	SnapshotsReceived uint64
 	BytesReceived     uint64
 	DecodeErrors      uint64
 	InputsSent        uint64
-	RTTp50, RTTp99    time.Duration
+	SendErrors        uint64 // inputs and interacts whose write failed
+	// Seams the clients saw (client.Stats): entities that left the view and were back within
+	// client.FlickerTicks, snapshots whose tick did not increase, snapshots against a baseline
+	// the client did not hold, acknowledgements that went backwards.
+	Flickers, TickRegressions, BaselineMisses, AckRegressions uint64
+	// InputsUnacked sums, over the sessions still open, the sequence numbers sent that the
+	// server has not acknowledged (InputSeqSent − LastInputSeq): 0 once the last inputs had
+	// time to arrive (Settle) means none was lost.
+	InputsUnacked uint64
+	// InteractionsSent counts the chat Interacts the bots sent, InteractionsReceived the
+	// Interactions they received (DuplicateInteractions of them repeats).
+	InteractionsSent, InteractionsReceived, DuplicateInteractions uint64
+	RTTp50, RTTp99                                                time.Duration
 	// WireIn and WireOut are the process's UDP traffic, KCP and UDP/IPv4 headers included
 	// (kcp-go's process-wide counters plus 28 bytes a datagram). In a process that runs only
 	// bots, WireIn is the downstream and WireOut the upstream of all bots together.
@@ -118,7 +146,10 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 					{wire.DequantisePos(w.WorldMin[0]), wire.DequantisePos(w.WorldMin[1])},
 					{wire.DequantisePos(w.WorldMax[0]), wire.DequantisePos(w.WorldMax[1])},
 				}
-				r.bots[i] = &bot{c: c, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
+				b := &bot{c: c, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
+					irng: rand.New(rand.NewPCG(cfg.Seed^0x696e7465726163, uint64(i)))} // "interac"
+				b.interactIn = r.interactWait(b)
+				r.bots[i] = b
 			}
 		}()
 	}
@@ -153,16 +184,94 @@ func (r *Runner) Run(ctx context.Context) {
 			}
 			self, ok := b.c.Self()
 			mx, mz, yaw, send := b.behavior.Next(self, ok, b.rng)
-			if !send {
-				continue
+			if send {
+				if _, err := b.c.SendInput(mx, mz, yaw, 0); err != nil {
+					r.sendErrors.Add(1)
+				} else {
+					r.inputsSent.Add(1)
+				}
 			}
-			if _, err := b.c.SendInput(mx, mz, yaw, 0); err != nil {
-				r.sendErrors.Add(1)
-				continue
-			}
-			r.inputsSent.Add(1)
+			r.interact(b)
 		}
 	}
+}
+
+// interactWait draws the steps until a bot's next interaction (0: interactions are off).
+func (r *Runner) interactWait(b *bot) int {
+	if r.cfg.InteractEvery <= 0 {
+		return 0
+	}
+	mean := r.cfg.InteractEvery.Seconds() * float64(r.cfg.InputHz)
+	return max(1, int(mean*(0.5+b.irng.Float64())))
+}
+
+// interact counts down to a bot's next interaction and sends it: a chat to a random other
+// entity in the bot's view (none in view: the next step tries again). It also drains the
+// interactions the bot received (counted by its client).
+func (r *Runner) interact(b *bot) {
+	b.c.Interactions()
+	if b.interactIn == 0 {
+		return
+	}
+	if b.interactIn--; b.interactIn > 0 {
+		return
+	}
+	_, view := b.c.Latest()
+	self := b.c.Entity()
+	view = slices.DeleteFunc(view, func(s wire.ViewSlot) bool { return s.ID == self })
+	if len(view) == 0 {
+		b.interactIn = 1
+		return
+	}
+	target := view[b.irng.IntN(len(view))].ID
+	msg := fmt.Appendf(nil, "hello %d from %d", target, self)
+	if _, err := b.c.SendInteract(target, wire.InteractChat, msg); err != nil {
+		r.sendErrors.Add(1)
+	} else {
+		r.interactsSent.Add(1)
+	}
+	b.interactIn = r.interactWait(b)
+}
+
+// Settle waits, after Run has returned, until every open session's inputs and interacts are
+// acknowledged by the server, or within has passed, or ctx ends; it reports whether they
+// were. Totals.InputsUnacked is then the count of those never acknowledged.
+func (r *Runner) Settle(ctx context.Context, within time.Duration) bool {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if r.unacked() == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return r.unacked() == 0
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Runner) unacked() uint64 {
+	var n uint64
+	for _, b := range r.bots {
+		if b == nil {
+			continue
+		}
+		select {
+		case <-b.c.Done():
+			continue
+		default:
+		}
+		s := b.c.Stats()
+		if s.InputSeqSent > s.LastInputSeq {
+			n += uint64(s.InputSeqSent - s.LastInputSeq)
+		}
+	}
+	return n
 }
 
 // Clients returns the bots' clients.
@@ -181,6 +290,7 @@ func (r *Runner) Totals() Totals {
 	snmp := kcp.DefaultSnmp.Copy()
 	t := Totals{
 		Bots: len(r.bots), InputsSent: r.inputsSent.Load(),
+		InteractionsSent: r.interactsSent.Load(), SendErrors: r.sendErrors.Load(),
 		WireIn:  snmp.InBytes + udpIPv4Overhead*snmp.InPkts,
 		WireOut: snmp.OutBytes + udpIPv4Overhead*snmp.OutPkts,
 	}
@@ -189,16 +299,36 @@ func (r *Runner) Totals() Totals {
 		if b == nil {
 			continue
 		}
+		s := b.c.Stats()
 		select {
 		case <-b.c.Done():
+			if b.closed.Load() {
+				break
+			}
 			t.Disconnected++
+			why := ""
+			if err := b.c.Err(); err != nil {
+				why = err.Error()
+			}
+			if t.Ended == nil {
+				t.Ended = map[string]int{}
+			}
+			t.Ended[why]++
 		default:
 			t.Connected++
+			if s.InputSeqSent > s.LastInputSeq {
+				t.InputsUnacked += uint64(s.InputSeqSent - s.LastInputSeq)
+			}
 		}
-		s := b.c.Stats()
 		t.SnapshotsReceived += s.SnapshotsReceived
 		t.BytesReceived += s.BytesReceived
 		t.DecodeErrors += s.DecodeErrors
+		t.Flickers += s.Flickers
+		t.TickRegressions += s.TickRegressions
+		t.BaselineMisses += s.BaselineMisses
+		t.AckRegressions += s.AckRegressions
+		t.InteractionsReceived += s.Interactions
+		t.DuplicateInteractions += s.DuplicateInteractions
 		if s.RTT > 0 {
 			rtts = append(rtts, s.RTT)
 		}
@@ -218,6 +348,7 @@ func (r *Runner) Close() {
 		if b == nil {
 			continue
 		}
+		b.closed.Store(true)
 		wg.Add(1)
 		go func() { defer wg.Done(); b.c.Close() }()
 	}
