@@ -24,8 +24,23 @@ import (
 //   - every interaction aimed at it is delivered to it exactly once (sent by another bot to
 //     its entity, wherever that entity is: real or ghost on the sender's server, in flight).
 
-// gatewayID is the simulated gateway's peer id.
-const gatewayID = raftmeta.ServerID(wire.GatewayIDBase + 1)
+// simGateway is one gateway of the simulation: its Router, the maps it has yet to see, the
+// messages due to it this tick.
+type simGateway struct {
+	id    raftmeta.ServerID
+	r     *gateway.Router
+	maps  []pendingMap
+	inbox []envelopeMsg
+}
+
+func (s *Sim) gateway(id raftmeta.ServerID) *simGateway {
+	for _, g := range s.gws {
+		if g.id == id {
+			return g
+		}
+	}
+	return nil
+}
 
 // flickerTicks: an entity that leaves a bot's view and is back within this many ticks
 // flickered (a seam in the border).
@@ -36,7 +51,8 @@ const interactRange = 60.0
 
 // gwBot is a bot's client state in gateway mode.
 type gwBot struct {
-	session  gateway.SessionID
+	gate     *simGateway
+	session  gateway.SessionID // unique over all gateways in the simulation
 	opened   bool
 	welcomed bool
 	lastTick wire.Tick // newest snapshot tick
@@ -67,24 +83,31 @@ type interactionKey struct {
 	seq   uint32
 }
 
-// gatewayStep runs the gateway for one tick: the messages due to it, the bots' inputs, the
-// timeouts; its output goes onto the network and to the bots.
-func (s *Sim) gatewayStep(inbox []envelopeMsg) error {
+// gatewayStep runs the gateways for one tick: the messages due to them, the bots' inputs, the
+// timeouts; their output goes onto the network and to the bots.
+func (s *Sim) gatewayStep() error {
 	t := wire.Tick(s.tick)
-	r := s.gw
-	for len(s.gwMaps) > 0 && s.gwMaps[0].at <= s.tick {
-		r.SetMap(s.gwMaps[0].m, t)
-		s.gwMaps = s.gwMaps[1:]
+	for _, g := range s.gws {
+		for len(g.maps) > 0 && g.maps[0].at <= s.tick {
+			g.r.SetMap(g.maps[0].m, t)
+			g.maps = g.maps[1:]
+		}
+		for _, m := range g.inbox {
+			g.r.Peer(m.from, m.msg, t)
+			if err := s.gatewayOutput(g); err != nil {
+				return err
+			}
+		}
+		g.inbox = g.inbox[:0]
 	}
-	for _, m := range inbox {
-		r.Peer(m.from, m.msg, t)
-		if err := s.gatewayOutput(); err != nil {
+	s.gatewayBots()
+	for _, g := range s.gws {
+		g.r.Tick(t)
+		if err := s.gatewayOutput(g); err != nil {
 			return err
 		}
 	}
-	s.gatewayBots()
-	r.Tick(t)
-	return s.gatewayOutput()
+	return nil
 }
 
 type envelopeMsg struct {
@@ -92,11 +115,11 @@ type envelopeMsg struct {
 	msg  wire.PeerMessage
 }
 
-// gatewayOutput sends the Router's output.
-func (s *Sim) gatewayOutput() error {
-	out := s.gw.Output()
+// gatewayOutput sends a gateway's output.
+func (s *Sim) gatewayOutput(g *simGateway) error {
+	out := g.r.Output()
 	for _, p := range out.Send {
-		if err := s.post(gatewayID, p.To, p.Msg); err != nil {
+		if err := s.post(g.id, p.To, p.Msg); err != nil {
 			return err
 		}
 	}
@@ -176,7 +199,7 @@ func (s *Sim) botFrame(f gateway.SessionFrame) error {
 		if err := s.viewContinuity(b, h.ServerTick); err != nil {
 			return err
 		}
-		s.gw.Ack(g.session, h.ServerTick)
+		g.gate.r.Ack(g.session, h.ServerTick)
 	}
 	return nil
 }
@@ -211,7 +234,6 @@ func (s *Sim) viewContinuity(b *bot, t wire.Tick) error {
 // gatewayBots gives the gateway the bots' events of this tick.
 func (s *Sim) gatewayBots() {
 	t := wire.Tick(s.tick)
-	r := s.gw
 	var pos map[int][2]float64
 	if s.o.Interact > 0 {
 		pos = map[int][2]float64{}
@@ -229,6 +251,7 @@ func (s *Sim) gatewayBots() {
 		if b.gone {
 			continue
 		}
+		r := g.gate.r
 		if g.welcomed && s.o.Reconnect > 0 && s.rng.Float64() < s.o.Reconnect {
 			r.Close(g.session, t)
 			s.closed = append(s.closed, closed{entity: b.entity, at: s.tick})
@@ -236,7 +259,7 @@ func (s *Sim) gatewayBots() {
 			delete(s.byEntity, b.entity)
 			s.nextSID++
 			b.entity, b.seq = 0, 0
-			b.gw = newGWBot(s.nextSID)
+			b.gw = newGWBot(s.nextSID, g.gate)
 			s.bySession[s.nextSID] = b
 			continue
 		}
@@ -288,8 +311,8 @@ func (s *Sim) gatewayBots() {
 	}
 }
 
-func newGWBot(sid gateway.SessionID) *gwBot {
-	return &gwBot{session: sid, inView: map[wire.EntityID]bool{}, leftAt: map[wire.EntityID]wire.Tick{}}
+func newGWBot(sid gateway.SessionID, gate *simGateway) *gwBot {
+	return &gwBot{session: sid, gate: gate, inView: map[wire.EntityID]bool{}, leftAt: map[wire.EntityID]wire.Tick{}}
 }
 
 // checkApplied takes a server's applied-input log of this tick: each bot's sequence must be

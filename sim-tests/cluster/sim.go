@@ -64,9 +64,11 @@ type Options struct {
 	TimeSteps bool
 	// Gateway: the bots are sessions of a gateway (gateway.Router) on the same network,
 	// instead of being homed on the servers; they check their snapshot streams, views and
-	// input sequences (gateway.go). Interact is then the probability per bot and tick of an
-	// interaction (a chat message) aimed at a random bot within interactRange.
+	// input sequences (gateway.go), spread over Gateways gateways. Interact is then the
+	// probability per bot and tick of an interaction (a chat message) aimed at a random bot
+	// within interactRange.
 	Gateway  bool
+	Gateways int
 	Interact float64
 	// InputGapTicks is the servers' World.InputGapTicks (0: the default).
 	InputGapTicks int
@@ -82,7 +84,7 @@ func DefaultOptions(seed uint64) Options {
 		Seed: seed, Servers: 3, Bots: 120, Ticks: 600,
 		World: 512, MinCellSize: 32, MaxSpeed: 14,
 		Drop: 0.05, MaxDelay: 4, MapDelay: 4, Reconnect: 0.001,
-		Gateway: true, Interact: 0.02, InputGapTicks: 60,
+		Gateway: true, Gateways: 2, Interact: 0.02, InputGapTicks: 60,
 		StaticGrid: 3, PlanEvery: 10, Planner: pc,
 		HeartbeatEvery: 10, LeaseTicks: 60, DeadMargin: 40, ChangeTimeout: 60,
 	}
@@ -155,7 +157,7 @@ type Report struct {
 	// servers gave up waiting for; the gateway's counters.
 	Reconnects, InputsSent, InputsApplied, InteractsSent, InteractsDelivered, Snapshots, Flickers, SkippedSeqs int
 	InputsLostToKill                                                                                           int // inputs of entities on the killed server, sent while it was dead
-	Gateway                                                                                                    gateway.RouterStats
+	Gateways                                                                                                   []gateway.RouterStats
 }
 
 type envelope struct {
@@ -218,9 +220,7 @@ type Sim struct {
 	enc     []byte
 
 	// Gateway mode.
-	gw           *gateway.Router
-	gwMaps       []pendingMap
-	gwInbox      []envelopeMsg
+	gws          []*simGateway
 	bySession    map[gateway.SessionID]*bot
 	byEntity     map[wire.EntityID]*bot
 	interactions map[interactionKey]*interaction
@@ -294,17 +294,19 @@ func New(o Options) (*Sim, error) {
 	}
 	s.lastVer = mp.Version
 	if o.Gateway {
-		r, err := gateway.NewRouter(gateway.DefaultRouterConfig(uint64(gatewayID)))
-		if err != nil {
-			return nil, err
+		for i := range max(o.Gateways, 1) {
+			id := raftmeta.ServerID(wire.GatewayIDBase + uint64(i) + 1)
+			r, err := gateway.NewRouter(gateway.DefaultRouterConfig(uint64(id)))
+			if err != nil {
+				return nil, err
+			}
+			s.gws = append(s.gws, &simGateway{id: id, r: r, maps: []pendingMap{{at: 0, m: &mp}}})
 		}
-		s.gw = r
-		s.gwMaps = append(s.gwMaps, pendingMap{at: 0, m: &mp})
 		s.bySession = map[gateway.SessionID]*bot{}
 		s.byEntity = map[wire.EntityID]*bot{}
 		s.interactions = map[interactionKey]*interaction{}
 		for i := range o.Bots {
-			b := &bot{client: cellserver.ClientID(i + 1), gw: newGWBot(gateway.SessionID(i + 1))}
+			b := &bot{client: cellserver.ClientID(i + 1), gw: newGWBot(gateway.SessionID(i+1), s.gws[i%len(s.gws)])}
 			s.bots = append(s.bots, b)
 			s.bySession[b.gw.session] = b
 		}
@@ -381,7 +383,7 @@ func (s *Sim) Run() (*Report, error) {
 	}
 	lost := 0
 	for e := range s.killed {
-		if s.gw != nil && s.byEntity[e] == nil {
+		if len(s.gws) > 0 && s.byEntity[e] == nil {
 			continue // its session closed: it would have left anyway
 		}
 		if !s.present(e) {
@@ -402,11 +404,13 @@ func (s *Sim) Run() (*Report, error) {
 			}
 		}
 	}
-	if s.gw != nil {
+	if len(s.gws) > 0 {
 		if err := s.finalGatewayChecks(); err != nil {
 			return &s.rep, fmt.Errorf("seed %d: %w", s.o.Seed, err)
 		}
-		s.rep.Gateway = s.gw.Stats()
+		for _, g := range s.gws {
+			s.rep.Gateways = append(s.rep.Gateways, g.r.Stats())
+		}
 	}
 	s.rep.EntitiesLost = lost
 	s.rep.Ticks = s.tick
@@ -463,7 +467,8 @@ func (s *Sim) Step() error {
 		e := s.net[n]
 		n++
 		to := s.server(e.to)
-		if e.to != gatewayID && (to == nil || to.dead) {
+		gw := s.gateway(e.to)
+		if gw == nil && (to == nil || to.dead) {
 			continue
 		}
 		pt, payload, rest, err := wire.SplitPeerFrame(e.frame)
@@ -474,17 +479,15 @@ func (s *Sim) Step() error {
 		if err != nil {
 			return fmt.Errorf("a peer frame from %d does not decode: %w", e.from, err)
 		}
-		if e.to == gatewayID {
-			s.gwInbox = append(s.gwInbox, envelopeMsg{e.from, msg})
+		if gw != nil {
+			gw.inbox = append(gw.inbox, envelopeMsg{e.from, msg})
 			continue
 		}
 		to.inbox = append(to.inbox, cellserver.PeerIn{From: e.from, Msg: msg})
 	}
 	s.net = s.net[n:]
-	if s.gw != nil {
-		err := s.gatewayStep(s.gwInbox)
-		s.gwInbox = s.gwInbox[:0]
-		if err != nil {
+	if len(s.gws) > 0 {
+		if err := s.gatewayStep(); err != nil {
 			return err
 		}
 	}
@@ -511,7 +514,7 @@ func (s *Sim) Step() error {
 		if err := s.handle(sv, out); err != nil {
 			return err
 		}
-		if s.gw != nil && out.World != nil {
+		if len(s.gws) > 0 && out.World != nil {
 			s.applied = s.applied[:0]
 			for _, a := range out.World.Applied {
 				s.applied = append(s.applied, appliedRec{a.Entity, a.Seq})
@@ -624,12 +627,12 @@ func (s *Sim) metaService() error {
 			}
 			sv.maps = append(sv.maps, pendingMap{at: at, m: &mp})
 		}
-		if s.gw != nil {
+		for _, g := range s.gws {
 			at := t + 1 + s.rng.IntN(s.o.MapDelay+1)
-			if n := len(s.gwMaps); n > 0 && s.gwMaps[n-1].at > at {
-				at = s.gwMaps[n-1].at
+			if n := len(g.maps); n > 0 && g.maps[n-1].at > at {
+				at = g.maps[n-1].at
 			}
-			s.gwMaps = append(s.gwMaps, pendingMap{at: at, m: &mp})
+			g.maps = append(g.maps, pendingMap{at: at, m: &mp})
 		}
 	}
 	return nil

@@ -66,7 +66,7 @@ func testSeeds(t *testing.T, reorder bool) {
 			seed, rep.Splits, rep.Shifts, rep.Merges, rep.Moves, rep.Aborted, rep.Handoffs, rep.Migrated, rep.FrozenHandoff, rep.FrozenMigration,
 			Quantile(rep.MaxOverMean, 0.5))
 		t.Logf("seed %d: inputs sent %d applied %d skipped %d; interactions sent %d delivered %d; snapshots %d; flickers %d; reconnects %d; gateway %+v",
-			seed, rep.InputsSent, rep.InputsApplied, rep.SkippedSeqs, rep.InteractsSent, rep.InteractsDelivered, rep.Snapshots, rep.Flickers, rep.Reconnects, rep.Gateway)
+			seed, rep.InputsSent, rep.InputsApplied, rep.SkippedSeqs, rep.InteractsSent, rep.InteractsDelivered, rep.Snapshots, rep.Flickers, rep.Reconnects, rep.Gateways)
 		if rep.Reconnects != 0 || rep.SkippedSeqs != 0 {
 			t.Fatalf("seed %d: %d sessions disconnected, %d input sequence numbers skipped", seed, rep.Reconnects, rep.SkippedSeqs)
 		}
@@ -86,8 +86,8 @@ func testSeeds(t *testing.T, reorder bool) {
 	// whose new borders the ghosts have not crossed yet (docs/performance.md has the rate). A
 	// regression guard, not the target: fixed borders have none (sim-tests/gatewaycluster).
 	t.Logf("flickers: %.0f in %.0f bot-ticks (%.1f per million)", flickers, botTicks, flickers/botTicks*1e6)
-	if !reorder && flickers/botTicks > 2e-4 {
-		t.Fatalf("views flickered %.0f times in %.0f bot-ticks (%.1f per million, guard 200)", flickers, botTicks, flickers/botTicks*1e6)
+	if !reorder && flickers/botTicks > 3e-4 {
+		t.Fatalf("views flickered %.0f times in %.0f bot-ticks (%.1f per million, guard 300; ~110 measured over 16 seeds)", flickers, botTicks, flickers/botTicks*1e6)
 	}
 }
 
@@ -125,7 +125,7 @@ func TestSimServerKilled(t *testing.T) {
 			t.Fatalf("seed %d: %d entities of open sessions were lost with the killed server (the gateway re-creates them)", seed, rep.EntitiesLost)
 		}
 		t.Logf("seed %d: killed server held %d entities, %d lost, %d re-created; %d inputs sent while it was dead dropped",
-			seed, len(sim.killed), rep.EntitiesLost, rep.Gateway.Resumes, rep.InputsLostToKill)
+			seed, len(sim.killed), rep.EntitiesLost, resumes(rep), rep.InputsLostToKill)
 	}
 }
 
@@ -178,4 +178,13 @@ func TestSimStaticGrid(t *testing.T) {
 			t.Fatalf("server %d owns %d cells, want 3: %v", id, n, per)
 		}
 	}
+}
+
+// resumes sums the gateways' re-created entities.
+func resumes(rep *Report) int {
+	n := 0
+	for _, g := range rep.Gateways {
+		n += g.Resumes
+	}
+	return n
 }
