@@ -842,13 +842,15 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 		State:   wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action},
 		Client:  wc,
 		LastSeq: r.LastSeq,
-		// The client's first snapshot from here is of the next tick: what else it sees may
-		// still be on its way (ghosts from a third server, entities in another transfer or
-		// handoff). The simulation does not wait.
+		// Without the view it had (a migration, a resume, a lost ViewMsg), the client's first
+		// snapshot from here is of the next tick: what else it sees may still be on its way
+		// (ghosts from a third server, entities in another transfer). The simulation does not
+		// wait.
 		LastTick: max(last, t),
 	}
 	if v, ok := m.views[r.ID]; ok && wc != 0 {
-		e.View = v.ids
+		e.View = v.ids // its view came ahead of it: its first snapshot is of this tick
+		e.LastTick = last
 	}
 	delete(m.views, r.ID)
 	if err := m.world.Promote(e); err != nil { // a ghost here becomes the real entity in place
