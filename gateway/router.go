@@ -79,6 +79,10 @@ type RouterConfig struct {
 	// ResumeAfterTicks: the owner is not alive in the map and no frame came for this long → the
 	// entity is re-created on the owner of the cell at its last position.
 	ResumeAfterTicks int
+	// StaleRouteTicks: no frame came for this long although the owner is alive → the entity is
+	// re-created the same way (it was handed to a server that died before its first frame).
+	// Longer than any transfer or migration may take (a change aborts after its timeout).
+	StaleRouteTicks int
 	// LostAfterTicks: no frame at all for this long (after the first; from Open for a join never
 	// answered) → the session is disconnected with wire.ReasonEntityLost.
 	LostAfterTicks int
@@ -99,6 +103,7 @@ func DefaultRouterConfig(home uint64) RouterConfig {
 		Home:             home,
 		RetryTicks:       5,
 		ResumeAfterTicks: 20,
+		StaleRouteTicks:  200,
 		LostAfterTicks:   400,
 		MaxPendingInputs: 128,
 		DedupTicks:       200,
@@ -125,6 +130,8 @@ func (c RouterConfig) Validate() error {
 		return bad("ResumeAfterTicks (%d) must be ≥ 1", c.ResumeAfterTicks)
 	case c.LostAfterTicks <= c.ResumeAfterTicks:
 		return bad("LostAfterTicks (%d) must be > ResumeAfterTicks (%d)", c.LostAfterTicks, c.ResumeAfterTicks)
+	case c.StaleRouteTicks <= c.ResumeAfterTicks || c.StaleRouteTicks >= c.LostAfterTicks:
+		return bad("StaleRouteTicks (%d) must be in (ResumeAfterTicks %d, LostAfterTicks %d)", c.StaleRouteTicks, c.ResumeAfterTicks, c.LostAfterTicks)
 	case c.MaxPendingInputs < 1 || c.MaxPendingInputs > maxRouterPending:
 		return bad("MaxPendingInputs (%d) must be in [1, %d]", c.MaxPendingInputs, maxRouterPending)
 	case c.DedupTicks < 1:
@@ -682,7 +689,14 @@ func (r *Router) sweep(t wire.Tick) {
 			r.lost(rs)
 			continue
 		}
-		if !rs.resuming && !r.alive[rs.owner] && t-rs.lastFrame >= wire.Tick(r.cfg.ResumeAfterTicks) {
+		silent := t - rs.lastFrame
+		switch {
+		case rs.resuming:
+		case !r.alive[rs.owner] && silent >= wire.Tick(r.cfg.ResumeAfterTicks),
+			silent >= wire.Tick(r.cfg.StaleRouteTicks):
+			// Its owner died; or its owner lives but no frame came for StaleRouteTicks, longer
+			// than any transfer takes: the entity went on to a server that died before it sent
+			// a frame, and the live owner only forwards to the dead one.
 			rs.resuming, rs.joinTo, rs.attemptSent = true, 0, false
 			r.stats.Resumes++
 		}

@@ -529,19 +529,20 @@ func TestRouterResumeTimingAndSameOwner(t *testing.T) {
 }
 
 func TestRouterEntityLost(t *testing.T) {
-	h := newHarness(t, func(c *RouterConfig) { c.LostAfterTicks = 100; c.ResumeAfterTicks = 20 })
+	h := newHarness(t, func(c *RouterConfig) { c.LostAfterTicks = 100; c.ResumeAfterTicks = 20; c.StaleRouteTicks = 99 })
 	h.setMap(testMap(1, srvA, srvB))
 	h.open(1, 100, 100) // at 100; never answered
 	h.joined(2, 9)      // last frame at 100
 	h.at(150).frame(srvA, 2, 9, 1, 0, 6400, 6400, snapFrame(1))
 	got := h.at(100).steps(250)
 	// Session 1's join is retried every RetryTicks to A, then given up; session 2's owner is
-	// alive, so no resume, and it is lost 100 ticks after its last frame (with a Leave to A).
+	// alive, so no resume until its route is stale (StaleRouteTicks after its last frame), and
+	// it is lost 100 ticks after its last frame (with a Leave to A).
 	if !strings.Contains(got, "@200\ndisconnect s1 entity-lost") || !strings.Contains(got, "@250\n→1 leave c2 e9\ndisconnect s2 entity-lost") {
 		t.Errorf("got:\n%s", got)
 	}
-	if strings.Contains(got, "resume") {
-		t.Errorf("resumed with a live owner:\n%s", got)
+	if i, j := strings.Index(got, "resume="), strings.Index(got, "@249"); i < 0 || i < j {
+		t.Errorf("resumed with a live owner before its route was stale, or not then:\n%s", got)
 	}
 	if h.r.Sessions() != 0 {
 		t.Errorf("%d sessions left", h.r.Sessions())
