@@ -603,6 +603,7 @@ func (c *Cluster) countStats() {
 	add(c.cm.events, "gateway_joins", s.GatewayJoins, p.GatewayJoins)
 	add(c.cm.events, "resumed", s.Resumed, p.Resumed)
 	add(c.cm.events, "sessions_idled", s.SessionsIdled, p.SessionsIdled)
+	add(c.cm.events, "stale_copies_dropped", s.StaleCopiesDropped, p.StaleCopiesDropped)
 	add(c.cm.events, "interacts_applied", s.InteractsApplied, p.InteractsApplied)
 	add(c.cm.events, "interacts_delivered", s.InteractsDelivered, p.InteractsDelivered)
 	add(c.cm.events, "interacts_duplicate", s.InteractsDuplicate, p.InteractsDuplicate)

@@ -338,6 +338,8 @@ type MemberStats struct {
 	// Gateway sessions: joins taken, entities resumed after their server died, entities
 	// dropped because their gateway went silent.
 	GatewayJoins, Resumed, SessionsIdled int
+	// StaleCopiesDropped: copies a gateway found stale (a newer copy sends it frames) dropped.
+	StaleCopiesDropped int
 	// Interactions applied here (from the actor's client), delivered here (to their target),
 	// duplicates not delivered again, given up (undelivered after RememberTicks), and
 	// interactions of sessions homed here whose entity is elsewhere (need a gateway).
@@ -626,7 +628,7 @@ func (m *Member) applyMap(mp *raftmeta.Map, t wire.Tick) {
 	// Transfers to servers that died come back.
 	for _, id := range sortedKeys(m.handoffs) {
 		if !m.alive[m.handoffs[id].to] {
-			m.takeBack(id, t)
+			m.takeBack(id, t, true)
 		}
 	}
 	// Sessions homed here whose entity's server died lost their entity (persistence restores
@@ -1041,11 +1043,18 @@ func bin(lo, hi float64, p int32) int {
 }
 
 // takeBack re-imports a handed-off entity whose transfer failed.
-func (m *Member) takeBack(id uint64, t wire.Tick) {
+// If its target died (it may have imported the entity, bumping its authority epoch, and sent
+// frames to the session's home), the epoch taken back is above the target's: the home follows
+// this copy, not the dead one, and does not re-create it elsewhere.
+func (m *Member) takeBack(id uint64, t wire.Tick, targetDied bool) {
 	h := m.handoffs[id]
 	delete(m.handoffs, id)
 	delete(m.inFlight, h.msg.Entity.ID)
-	m.importRecord(h.msg.Entity, t, false, h.msg.Tick, &m.stats.FrozenHandoff)
+	r := h.msg.Entity
+	if targetDied {
+		r.AuthEpoch++ // + the bump of importRecord: 2 above the epoch handed off
+	}
+	m.importRecord(r, t, targetDied, h.msg.Tick, &m.stats.FrozenHandoff)
 	m.backoff[h.msg.Entity.ID] = t + wire.Tick(m.cfg.RejectBackoffTicks)
 	m.release(h.msg.Entity.ID, t)
 }
@@ -1107,6 +1116,8 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 		m.onGhostGone(*msg)
 	case *wire.PeerHelloMsg:
 		m.onGatewayHello(p.From, *msg)
+	case *wire.DropMsg:
+		m.onDrop(p.From, *msg)
 	case *wire.ViewMsg:
 		m.views[msg.Entity] = viewSeed{ids: msg.IDs, at: t}
 	case *wire.JoinMsg:
@@ -1167,7 +1178,7 @@ func (m *Member) onHandoffAck(from raftmeta.ServerID, msg wire.HandoffAckMsg, t 
 		m.departed(h.msg.Entity.ID, from, t)
 	default:
 		m.stats.HandoffsRejected++
-		m.takeBack(msg.Transfer, t)
+		m.takeBack(msg.Transfer, t, false)
 	}
 }
 

@@ -145,6 +145,25 @@ func (m *Member) onGatewayHello(from raftmeta.ServerID, msg wire.PeerHelloMsg) {
 	}
 }
 
+// onDrop: the session's gateway gets frames of this entity from a newer copy elsewhere (a
+// resume raced a takeBack after a handoff's target died): this copy, if it is still here and
+// no newer than the gateway says, leaves the world. Never forwarded.
+func (m *Member) onDrop(from raftmeta.ServerID, msg wire.DropMsg) {
+	if uint64(from) != msg.Home || !wire.IsGatewayID(msg.Home) {
+		return
+	}
+	meta, ok := m.ents[msg.Entity]
+	if !ok || meta.home != (SessionKey{Home: from, Client: ClientID(msg.Client)}) || meta.auth > msg.AuthEpoch {
+		return
+	}
+	if m.world.IsGhost(msg.Entity) || m.moving(msg.Entity) {
+		return
+	}
+	m.exp = m.world.Export(m.exp[:0], msg.Entity)
+	m.forget(m.exp)
+	m.stats.StaleCopiesDropped++
+}
+
 // remoteJoined sends the welcome of a gateway session's new entity.
 func (m *Member) remoteJoined(j Joined) bool {
 	key, ok := m.remoteOf[j.Client]

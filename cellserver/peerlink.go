@@ -97,7 +97,7 @@ func (m *peerMetrics) bytes(f []byte) {
 }
 
 func (m *peerMetrics) init() *peerMetrics {
-	for t := wire.PeerHello; t <= wire.PeerView; t++ {
+	for t := wire.PeerHello; t <= wire.PeerDrop; t++ {
 		m.byType[t] = m.sentBytes.WithLabelValues(t.String())
 	}
 	return m

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/meridian-mmo/meridian/raftmeta"
@@ -49,6 +50,7 @@ type Router struct {
 
 	mapv   *raftmeta.Map
 	alive  map[raftmeta.ServerID]bool
+	diedAt map[raftmeta.ServerID]wire.Tick // servers seen going from alive to dead, and when
 	lookup routerLookup
 
 	sessions map[SessionID]*routedSession
@@ -64,6 +66,7 @@ type Router struct {
 	joins   routerArena[wire.JoinMsg]
 	interax routerArena[wire.InteractMsg]
 	iacks   routerArena[wire.InteractAckMsg]
+	drops   routerArena[wire.DropMsg]
 
 	stats RouterStats
 }
@@ -183,6 +186,7 @@ type RouterStats struct {
 	RouteSwitches int // a session's frames came from another server (a handoff or a resume)
 	InputsResent  int // pending inputs and interactions sent again
 	StaleFrames   int // frames with an authority epoch below the session's newest
+	DropsSent     int // DropMsgs sent for stale frames from a server other than the owner
 	EarlyFrames   int // frames other than snapshots and interactions before the session's welcome, and held interactions beyond the bound
 	LateSnapshots int // snapshots not newer than one already delivered (reordered across two servers' links)
 	SynthWelcomes int // welcomes the gateway wrote itself because a snapshot came before the server's welcome
@@ -252,6 +256,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	return &Router{
 		cfg:      cfg,
 		alive:    map[raftmeta.ServerID]bool{},
+		diedAt:   map[raftmeta.ServerID]wire.Tick{},
 		sessions: map[SessionID]*routedSession{},
 	}, nil
 }
@@ -299,6 +304,7 @@ func (r *Router) begin(t wire.Tick) wire.Tick {
 		r.joins.reset()
 		r.interax.reset()
 		r.iacks.reset()
+		r.drops.reset()
 	}
 	if t > r.now {
 		r.now = t
@@ -315,10 +321,21 @@ func (r *Router) SetMap(m *raftmeta.Map, t wire.Tick) {
 		return
 	}
 	r.mapv = m
+	was := maps.Clone(r.alive)
 	clear(r.alive)
 	for i := range m.Servers {
 		if m.Servers[i].Alive {
 			r.alive[m.Servers[i].ID] = true
+		}
+	}
+	for id := range was {
+		if !r.alive[id] {
+			r.diedAt[id] = t // seen dead from now
+		}
+	}
+	for id := range r.diedAt {
+		if r.alive[id] {
+			delete(r.diedAt, id) // re-registered
 		}
 	}
 	r.lookup.build(m)
@@ -497,6 +514,12 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 			return
 		}
 		r.stats.StaleFrames++
+		if from != rs.owner && rs.entity == m.Entity {
+			// Another server still holds an older copy (a resume raced a takeBack, say): it
+			// must go. Harmless if it left already: a Drop is never forwarded.
+			r.stats.DropsSent++
+			r.send(from, r.drops.put(wire.DropMsg{Home: r.cfg.Home, Client: m.Client, Entity: m.Entity, AuthEpoch: m.AuthEpoch}))
+		}
 		return
 	}
 
@@ -692,7 +715,7 @@ func (r *Router) sweep(t wire.Tick) {
 		silent := t - rs.lastFrame
 		switch {
 		case rs.resuming:
-		case !r.alive[rs.owner] && silent >= wire.Tick(r.cfg.ResumeAfterTicks),
+		case !r.alive[rs.owner] && silent >= wire.Tick(r.cfg.ResumeAfterTicks) && r.deadFor(rs.owner, t) >= wire.Tick(r.cfg.ResumeAfterTicks),
 			silent >= wire.Tick(r.cfg.StaleRouteTicks):
 			// Its owner died; or its owner lives but no frame came for StaleRouteTicks, longer
 			// than any transfer takes: the entity went on to a server that died before it sent
@@ -708,6 +731,18 @@ func (r *Router) sweep(t wire.Tick) {
 			r.sendAllPending(rs, t, true)
 		}
 	}
+}
+
+// deadFor is how long a server has been seen dead (a server never seen alive: as long as the
+// Router has run). A resume waits ResumeAfterTicks after its owner's death is seen: the server
+// that handed the entity to it may take it back (when the handoff was not acknowledged), with an
+// authority epoch above the dead one's, and its frames must win the race, or there would be two
+// copies.
+func (r *Router) deadFor(s raftmeta.ServerID, t wire.Tick) wire.Tick {
+	if at, ok := r.diedAt[s]; ok {
+		return t - at
+	}
+	return t
 }
 
 // lost disconnects a session whose entity is gone (or never came).

@@ -222,6 +222,9 @@ func (h *harness) render(m wire.PeerMessage) string {
 		return fmt.Sprintf("leave c%d e%d", m.Client, m.Entity)
 	case *wire.InteractAckMsg:
 		return fmt.Sprintf("iack e%d seq=%d delivered=%v", m.Actor, m.Seq, m.Delivered)
+	case *wire.DropMsg:
+		homeOK(m.Home)
+		return fmt.Sprintf("drop c%d e%d auth=%d", m.Client, m.Entity, m.AuthEpoch)
 	}
 	h.t.Fatalf("unexpected %T", m)
 	return ""
@@ -376,9 +379,10 @@ func TestRouterWelcomeAndSnapshots(t *testing.T) {
 	h.open(1, 100, 100)
 	// The entity was handed to B at once and B's snapshot overtook A's welcome (two links):
 	// the gateway writes the welcome itself (it knows the entity and the world), then the
-	// snapshot; A's late welcome is stale.
+	// snapshot; A's late welcome is stale (A is told to drop a copy as old as that, which it no
+	// longer has: a Drop is never forwarded).
 	expect(t, "early snapshot", h.frame(srvB, 1, 9, 2, 0, 32000, 6400, snapFrame(1)), "s1 welcome control\ns1 snapshot#1")
-	expect(t, "stale welcome", h.frame(srvA, 1, 9, 1, 0, 6400, 6400, welcomeFrame(9)), "")
+	expect(t, "stale welcome", h.frame(srvA, 1, 9, 1, 0, 6400, 6400, welcomeFrame(9)), "→1 drop c1 e9 auth=1")
 	expect(t, "snapshot", h.frame(srvB, 1, 9, 2, 0, 32000, 6400, snapFrame(2)), "s1 snapshot#2")
 	// A snapshot not newer than one delivered (reordered across links) is dropped.
 	expect(t, "late snapshot", h.frame(srvB, 1, 9, 2, 0, 32000, 6400, snapFrame(2)), "")
@@ -403,8 +407,9 @@ func TestRouterRouteSwitchResendsPending(t *testing.T) {
 	expect(t, "switch", h.frame(srvB, 1, 9, 2, 1, 32100, 6400, snapFrame(1)),
 		"→2 input c1 e9 seq=2\n→2 input c1 e9 seq=3\n→2 interact e9 seq=4 target=55 \"yo\"\ns1 snapshot#1")
 	expect(t, "input after switch", h.input(1, 5), "→2 input c1 e9 seq=5")
-	// A frame A sent before the handoff, arriving late: dropped, the route stays.
-	expect(t, "stale", h.frame(srvA, 1, 9, 1, 1, 6400, 6400, snapFrame(2)), "")
+	// A frame A sent before the handoff, arriving late: dropped, the route stays; A is told to
+	// drop a copy that old (harmless: it has none).
+	expect(t, "stale", h.frame(srvA, 1, 9, 1, 1, 6400, 6400, snapFrame(2)), "→1 drop c1 e9 auth=1")
 	expect(t, "ack after stale", h.ack(1, 121), "→2 ack c1 e9 tick=121")
 	st := h.r.Stats()
 	if st.RouteSwitches != 1 || st.InputsResent != 3 || st.StaleFrames != 1 {
@@ -517,14 +522,16 @@ func TestRouterResumeTimingAndSameOwner(t *testing.T) {
 	h.joined(1, 9) // last frame at 100
 	h.input(1, 1)
 	// A is dead and its cell goes to C at once; the resume starts ResumeAfterTicks after the
-	// last frame, not before.
+	// last frame and after A's death was seen (the server that handed the entity to A may take
+	// it back meanwhile), not before.
 	expect(t, "map", h.at(105).setMap(testMap(2, srvC, srvB, srvA)), "")
-	expect(t, "resume", h.steps(120), "@120\n→3 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
+	expect(t, "not yet", h.steps(124), "")
+	expect(t, "resume", h.steps(125), "@125\n→3 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
 	// C dies too before answering: the resume goes to the next owner.
-	expect(t, "C dead", h.at(121).setMap(testMap(3, srvB, srvB, srvA, srvC)), "→2 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
+	expect(t, "C dead", h.at(126).setMap(testMap(3, srvB, srvB, srvA, srvC)), "→2 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
 	// A frame from the old owner at the old epoch does not end the resume.
-	h.at(122).frame(srvA, 1, 9, 1, 0, 6400, 6400, snapFrame(3))
-	expect(t, "still resuming", h.steps(126), "@126\n→2 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
+	h.at(127).frame(srvA, 1, 9, 1, 0, 6400, 6400, snapFrame(3))
+	expect(t, "still resuming", h.steps(131), "@131\n→2 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
 	expect(t, "resumed", h.frame(srvB, 1, 9, 2, 0, 6400, 6400, snapFrame(4)), "→2 input c1 e9 seq=1\ns1 snapshot#4")
 }
 

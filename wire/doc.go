@@ -22,8 +22,9 @@
 //     EntityRecords: a cell's entities moving to another server), handoff and its ack, a
 //     session's input, ack, leave and snapshot frame relayed between its home and its entity's
 //     owner, ghosts (peer_ghost.go), and a gateway's join and its refusal and interactions
-//     between entities with their acks, and the view of a client's entity its old owner sends
-//     ahead of its handoff (peer_gateway.go; gateways use ids from GatewayIDBase).
+//     between entities with their acks, the view of a client's entity its old owner sends
+//     ahead of its handoff, and a gateway's drop of a stale copy of a session's entity
+//     (peer_gateway.go; gateways use ids from GatewayIDBase).
 //     PeerReader reads a stream with a bounded buffer.
 //
 // # Testing

@@ -120,3 +120,18 @@ type ViewMsg struct {
 	Entity EntityID   // the entity being handed off; ≠ 0
 	IDs    []EntityID // the entities in its client's view (itself excluded), each ≠ 0; ≤ MaxViewIDs
 }
+
+// PeerDrop is the type of DropMsg.
+const PeerDrop PeerType = 16 // gateway → a cell server that sent it a stale frame
+
+// DropMsg tells a cell server that sent a session's frames with an authority epoch below the
+// newest the gateway has seen that its copy of the entity is not the real one any more (a
+// second copy after a resume, or one taken back when a handoff's target died): it drops the
+// entity if it holds it with an authority epoch ≤ AuthEpoch. Unlike a LeaveMsg it is never
+// forwarded, so a late frame from a server the entity legitimately left is harmless.
+type DropMsg struct {
+	Home      uint64   // the gateway; ≠ 0
+	Client    uint32   // the session's id there; ≠ 0
+	Entity    EntityID // ≠ 0
+	AuthEpoch uint64   // drop a copy whose authority epoch is at most this
+}

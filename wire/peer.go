@@ -31,7 +31,7 @@ import (
 
 // PeerProtocolVersion is carried in PeerHelloMsg; a server closes a link of another version.
 // Version 2 added LastSeq, X and Z to FrameMsg, the gateway and interaction messages
-// (PeerJoin..PeerInteractAck) and PeerView.
+// (PeerJoin..PeerInteractAck), PeerView and PeerDrop.
 const PeerProtocolVersion uint16 = 2
 
 // Peer link limits.
@@ -82,6 +82,7 @@ var peerNames = [...]string{
 	PeerInteract:    "interact",
 	PeerInteractAck: "interact-ack",
 	PeerView:        "view",
+	PeerDrop:        "drop",
 }
 
 // String returns the peer message type's name, or "peer(N)" for an unknown type.
@@ -420,6 +421,8 @@ func DecodePeer(t PeerType, payload []byte) (PeerMessage, error) {
 		return decodePeerAs(DecodeInteractAckMsg, payload)
 	case PeerView:
 		return decodePeerAs(DecodeViewMsg, payload)
+	case PeerDrop:
+		return decodePeerAs(DecodeDropMsg, payload)
 	}
 	return nil, fmt.Errorf("%w: peer type %d", ErrUnknownMsgType, uint8(t))
 }

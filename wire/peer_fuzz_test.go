@@ -187,6 +187,12 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 	handoff := encodePeer(t, msgs[6])
 	input := encodePeer(t, &docPeerInput)
 	view := encodePeer(t, &ViewMsg{Entity: 7, IDs: []EntityID{1, 2, 3}})[PeerFrameHeaderSize:]
+	drop := encodePeer(t, &DropMsg{Home: 1, Client: 2, Entity: 3, AuthEpoch: 4})[PeerFrameHeaderSize:]
+	dropZero := func(off, n int) []byte {
+		p := slices.Clone(drop)
+		clear(p[off : off+n])
+		return p
+	}
 	bad := []struct {
 		name    string
 		typ     PeerType
@@ -232,6 +238,11 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 		{"view-count-short", PeerView, append(slices.Clone(view[:8]), append([]byte{2, 0}, view[viewHead:]...)...)},
 		{"view-truncated", PeerView, view[:len(view)-3]},
 		{"view-trailing", PeerView, append(slices.Clone(view), 0)},
+		{"drop-home-0", PeerDrop, dropZero(0, 8)},
+		{"drop-client-0", PeerDrop, dropZero(8, 4)},
+		{"drop-entity-0", PeerDrop, dropZero(12, 8)},
+		{"drop-truncated", PeerDrop, drop[:len(drop)-1]},
+		{"drop-trailing", PeerDrop, append(slices.Clone(drop), 0)},
 		{"unknown", 0xEE, []byte{1, 2, 3}},
 		{"garbage", PeerMigrate, garbage(rng, 60)},
 	}

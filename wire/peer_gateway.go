@@ -5,9 +5,10 @@ import (
 	"fmt"
 )
 
-// The peer messages of the gateway, of interactions and of a handed-off client's view (types in
-// gateway_types.go), with the rules of every peer message (peer.go): AppendFrame validates
-// first and encodes nothing invalid, Validate returns the decoder's error, DecodeX is strict.
+// The peer messages of the gateway, of interactions, of a handed-off client's view and of a
+// gateway dropping a stale copy of an entity (types in gateway_types.go), with the rules of
+// every peer message (peer.go): AppendFrame validates first and encodes nothing invalid,
+// Validate returns the decoder's error, DecodeX is strict.
 
 // Payload sizes of the gateway and interaction peer messages (InteractMsg: without its data).
 const (
@@ -17,6 +18,7 @@ const (
 	interactAckSize = 8 + 4 + 1
 	viewHead        = 8 + 2
 	viewIDSize      = 8
+	dropSize        = 8 + 4 + 8 + 8
 )
 
 // --- Join ---
@@ -275,6 +277,47 @@ func DecodeViewMsg(payload []byte) (ViewMsg, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return ViewMsg{}, err
+	}
+	return m, nil
+}
+
+// --- Drop ---
+
+// Type returns PeerDrop.
+func (m *DropMsg) Type() PeerType { return PeerDrop }
+
+// AppendFrame appends m as a frame: home:u64 | client:u32 | entity:u64 | authEpoch:u64.
+func (m *DropMsg) AppendFrame(dst []byte) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return dst, err
+	}
+	dst, p := appendPeerFixed(dst, PeerDrop, dropSize)
+	binary.LittleEndian.PutUint64(p[0:], m.Home)
+	binary.LittleEndian.PutUint32(p[8:], m.Client)
+	binary.LittleEndian.PutUint64(p[12:], uint64(m.Entity))
+	binary.LittleEndian.PutUint64(p[20:], m.AuthEpoch)
+	return dst, nil
+}
+
+// Validate requires home, client and entity; any authority epoch is valid.
+func (m *DropMsg) Validate() error {
+	return clientFields(PeerDrop, m.Home, m.Client, m.Entity)
+}
+
+// DecodeDropMsg decodes a Drop payload.
+func DecodeDropMsg(payload []byte) (DropMsg, error) {
+	if err := checkSize(PeerDrop, payload, dropSize); err != nil {
+		return DropMsg{}, err
+	}
+	p := payload
+	m := DropMsg{
+		Home:      binary.LittleEndian.Uint64(p[0:]),
+		Client:    binary.LittleEndian.Uint32(p[8:]),
+		Entity:    EntityID(binary.LittleEndian.Uint64(p[12:])),
+		AuthEpoch: binary.LittleEndian.Uint64(p[20:]),
+	}
+	if err := m.Validate(); err != nil {
+		return DropMsg{}, err
 	}
 	return m, nil
 }

@@ -75,6 +75,9 @@ func validPeerMessages() []PeerMessage {
 		&ViewMsg{Entity: 1}, // an empty list decodes as nil
 		&ViewMsg{Entity: math.MaxUint64, IDs: []EntityID{77, 1, math.MaxUint64, 1 << 40}}, // sent in this order
 		&ViewMsg{Entity: 42, IDs: viewIDs(MaxViewIDs)},
+		&DropMsg{Home: 1, Client: 1, Entity: 1}, // authority epoch 0
+		&DropMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64, AuthEpoch: math.MaxUint64},
+		&DropMsg{Home: GatewayIDBase + 2, Client: 17, Entity: 42, AuthEpoch: 3},
 	}
 }
 
@@ -150,6 +153,10 @@ func invalidPeerMessages() []struct {
 		{&ViewMsg{Entity: 1, IDs: []EntityID{2, 3, 0}}, ErrValueOutOfRange},
 		{&ViewMsg{Entity: 1, IDs: viewIDs(MaxViewIDs + 1)}, ErrTooManyEntities},
 		{&ViewMsg{Entity: 0, IDs: make([]EntityID, math.MaxUint16+1)}, ErrTooManyEntities}, // would wrap the u16 count
+		{&DropMsg{}, ErrValueOutOfRange},
+		{&DropMsg{Home: 0, Client: 1, Entity: 1, AuthEpoch: 1}, ErrValueOutOfRange},
+		{&DropMsg{Home: 1, Client: 0, Entity: 1, AuthEpoch: 1}, ErrValueOutOfRange},
+		{&DropMsg{Home: 1, Client: 1, Entity: 0, AuthEpoch: math.MaxUint64}, ErrValueOutOfRange},
 	}
 }
 
@@ -274,6 +281,7 @@ func TestPeerSizes(t *testing.T) {
 		{&ViewMsg{Entity: 1}, 10},
 		{&ViewMsg{Entity: 1, IDs: []EntityID{1, 2, 3}}, 34},
 		{&ViewMsg{Entity: 1, IDs: viewIDs(MaxViewIDs)}, 10 + 8*MaxViewIDs},
+		{&DropMsg{Home: 1, Client: 1, Entity: 1}, 28},
 		{&MigrateMsg{Cell: 1, Tick: 1}, 33},
 	} {
 		if got := len(encodePeer(t, c.m)) - PeerFrameHeaderSize; got != c.size {
@@ -305,6 +313,7 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 	refuse := encodePeer(t, &RefuseMsg{Client: 1, Reason: ReasonServerFull})[PeerFrameHeaderSize:]
 	interact := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractChat, Data: []byte("hi")})[PeerFrameHeaderSize:]
 	interactAck := encodePeer(t, &InteractAckMsg{Actor: 1, Seq: 2, Delivered: true})[PeerFrameHeaderSize:]
+	drop := encodePeer(t, &DropMsg{Home: 1, Client: 2, Entity: 3, AuthEpoch: 4})[PeerFrameHeaderSize:]
 	patch := func(p []byte, off int, b ...byte) []byte {
 		p = slices.Clone(p)
 		copy(p[off:], b)
@@ -356,6 +365,9 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 		{"interact ack seq 0", PeerInteractAck, patch(interactAck, 8, 0), ErrValueOutOfRange},
 		{"interact ack delivered 2", PeerInteractAck, patch(interactAck, 12, 2), ErrValueOutOfRange},
 		{"interact ack delivered 255", PeerInteractAck, patch(interactAck, 12, 255), ErrValueOutOfRange},
+		{"drop home 0", PeerDrop, patch(drop, 0, 0), ErrValueOutOfRange},
+		{"drop client 0", PeerDrop, patch(drop, 8, 0), ErrValueOutOfRange},
+		{"drop entity 0", PeerDrop, patch(drop, 12, 0), ErrValueOutOfRange},
 		{"migrate cell 0", PeerMigrate, make([]byte, migrateHead+1), ErrValueOutOfRange},
 	} {
 		if _, err := DecodePeer(c.typ, c.payload); !errors.Is(err, c.want) {
@@ -365,7 +377,7 @@ func TestPeerDecodeRejectsFields(t *testing.T) {
 }
 
 func TestDecodePeerUnknownTypes(t *testing.T) {
-	for _, typ := range []PeerType{0, PeerView + 1, 100, 255} {
+	for _, typ := range []PeerType{0, PeerDrop + 1, 100, 255} {
 		if m, err := DecodePeer(typ, []byte{1, 2, 3}); !errors.Is(err, ErrUnknownMsgType) || m != nil {
 			t.Errorf("type %d: %v %v", typ, m, err)
 		}
@@ -374,7 +386,7 @@ func TestDecodePeerUnknownTypes(t *testing.T) {
 		t.Errorf("String: %q", s)
 	}
 	for typ, want := range map[PeerType]string{PeerHandoffAck: "handoff-ack", PeerJoin: "join", PeerRefuse: "refuse",
-		PeerInteract: "interact", PeerInteractAck: "interact-ack", PeerView: "view"} {
+		PeerInteract: "interact", PeerInteractAck: "interact-ack", PeerView: "view", PeerDrop: "drop"} {
 		if s := typ.String(); s != want {
 			t.Errorf("String: %q, want %q", s, want)
 		}
@@ -500,6 +512,63 @@ func TestViewMsgCopiesPayload(t *testing.T) {
 	clear(p)
 	if m.Entity != 1 || !slices.Equal(m.IDs, []EntityID{5, 6}) {
 		t.Fatalf("%+v changed with the payload", m)
+	}
+}
+
+// TestDropMsg: the layout, any authority epoch, the decoder's rejection of each field 0, and
+// truncation and trailing bytes (beyond TestPeerRoundTrip's checks, with the exact sentinel).
+func TestDropMsg(t *testing.T) {
+	m := DropMsg{Home: 0x0102030405060708, Client: 0x090a0b0c, Entity: 0x1112131415161718, AuthEpoch: 0x2122232425262728}
+	want := []byte{
+		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // home
+		0x0c, 0x0b, 0x0a, 0x09, // client
+		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, // entity
+		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21, // authEpoch
+	}
+	frame := encodePeer(t, &m)
+	if !bytes.Equal(frame[:PeerFrameHeaderSize], []byte{29, 0, 0, 0, byte(PeerDrop)}) ||
+		!bytes.Equal(frame[PeerFrameHeaderSize:], want) {
+		t.Fatalf("frame % x, want payload % x", frame, want)
+	}
+	if got, err := DecodePeer(PeerDrop, want); err != nil || !reflect.DeepEqual(got, &m) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	for _, epoch := range []uint64{0, 1, math.MaxUint64} {
+		p := binary.LittleEndian.AppendUint64(slices.Clone(want[:20]), epoch)
+		if got, err := DecodeDropMsg(p); err != nil || got.AuthEpoch != epoch {
+			t.Errorf("authority epoch %d: %+v, %v", epoch, got, err)
+		}
+	}
+
+	zero := func(off, n int) []byte {
+		p := slices.Clone(want)
+		clear(p[off : off+n])
+		return p
+	}
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		want    error
+	}{
+		{"home 0", zero(0, 8), ErrValueOutOfRange},
+		{"client 0", zero(8, 4), ErrValueOutOfRange},
+		{"entity 0", zero(12, 8), ErrValueOutOfRange},
+		{"all 0", make([]byte, dropSize), ErrValueOutOfRange},
+		{"empty", nil, ErrTruncated},
+	} {
+		if got, err := DecodePeer(PeerDrop, c.payload); !errors.Is(err, c.want) || got != nil {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	for n := range len(want) {
+		if _, err := DecodeDropMsg(want[:n]); !errors.Is(err, ErrTruncated) {
+			t.Errorf("cut to %d of %d bytes: %v", n, len(want), err)
+		}
+	}
+	for extra := 1; extra <= 9; extra++ {
+		if _, err := DecodeDropMsg(append(slices.Clone(want), make([]byte, extra)...)); !errors.Is(err, ErrTrailingBytes) {
+			t.Errorf("%d bytes more: %v", extra, err)
+		}
 	}
 }
 
