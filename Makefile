@@ -19,6 +19,7 @@ test:
 bench:
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkSnapshot|BenchmarkDecodeSnapshot' -benchmem ./wire
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkTick|BenchmarkCrowd' -benchtime 200x -timeout 30m ./cellserver
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'BenchmarkServerForward' -benchmem ./gateway
 
 # Runs every fuzz target for FUZZTIME each (the committed seed corpora run in `make test`).
 fuzz:

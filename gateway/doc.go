@@ -27,15 +27,23 @@
 // when a client cannot keep up its newest snapshot replaces the unsent one (a snapshot is a
 // delta against an acknowledged baseline, so skipping one loses nothing).
 //
-// In the gateway process every event takes Server.mu, calls the Router and performs its whole
-// output before unlocking: session events (on session reader goroutines), peer messages (on
-// each link's reader goroutine), a broken link, the 50 ms tick (on the map's grid) and a new
-// map. Output is encoded into the links' bounded queues and copied into the sessions' queues,
-// so a frame is forwarded the moment it is read, and nothing under the lock waits on a socket.
+// In the gateway process every event runs under Server.mu, calls the Router and performs its
+// whole output before unlocking: session events (from session reader goroutines), peer
+// messages (on each link's reader goroutine), a broken link, the 50 ms tick (on the map's
+// grid) and a new map. Session events do not wait for the lock: a reader that finds it held
+// queues its event (Server.qmu) and returns, and the holder runs the queue, in order, before
+// it unlocks; so a burst of acks from every session is forwarded by whoever holds the lock,
+// instead of each reader parking and waiting to be scheduled again. Output is encoded
+// straight into the links' bounded queues (byte buffers each link's writer swaps out and
+// writes in one system call) and copied into the sessions' queues, so a frame is forwarded the
+// moment it is read, and nothing under the lock waits on a socket or allocates.
+// meridian_gateway_forward_seconds (read → output queued) is split into waiting for Server.mu
+// (…_forward_lock_wait_seconds) and the work under it (…_forward_work_seconds).
 //
-// Lock order: Server.mu → Listener.mu → Session.mu; Server.mu → peerLinks.mu (a link's queue
-// is a channel written without blocking). The edge never holds its locks while calling the
-// Backend, and the links never hold theirs while calling the Server, so Backend calls may take
-// Server.mu freely. The Server never calls Listener.Close under Server.mu (Close waits for
-// session goroutines that call the Backend).
+// Lock order: Server.mu → Server.qmu (also taken alone, only to append to or swap the event
+// queue); Server.mu → Listener.mu → Session.mu; Server.mu → peerLinks.mu → link.mu (a link's
+// address and queue, appended to or swapped, never waited on). The edge never holds its locks
+// while calling the Backend, and the links never hold theirs while calling the Server, so
+// Backend calls may take Server.mu freely. The Server never calls Listener.Close under
+// Server.mu (Close waits for session goroutines that call the Backend).
 package gateway

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -27,9 +29,16 @@ import (
 // writes its bounded queue, and, while connected, one reader goroutine that decodes frames and
 // hands them to the Server. Frames queued while the link is down wait for it; a full queue
 // drops (counted): the Router resends inputs and joins.
+//
+// The queue is a byte buffer, not a channel of frames: the Server encodes each message
+// straight into it (under link.mu, no allocation), and the writer swaps it for its own buffer
+// and writes everything queued in one Write, so a burst costs one system call, not one a frame,
+// and nothing waits for a batch to fill.
 
 const (
-	linkQueue        = 8192 // frames waiting for one link
+	linkQueue        = 8192    // frames waiting for one link
+	linkQueueBytes   = 4 << 20 // bytes waiting for one link (a bound on memory besides linkQueue)
+	linkKeepBuffer   = 1 << 20 // a queue buffer grown past this is not kept after it was written
 	linkHelloTimeout = 5 * time.Second
 	linkWriteTimeout = 2 * time.Second
 	linkBackoffMin   = 50 * time.Millisecond
@@ -44,11 +53,13 @@ type peerLinks struct {
 	met       *serverMetrics
 
 	// onMessage is called on a link's reader goroutine for every decoded frame after the
-	// hello, with the time it was read; onReset when a connection that completed its hello
+	// hello, with the time it was read (msg, and the bytes in it, only valid during the call); onReset when a connection that completed its hello
 	// ends, and again when it is back if frames were dropped meanwhile. Both may block briefly
 	// (they take the Server's lock); neither is called with peerLinks.mu held.
 	onMessage func(from raftmeta.ServerID, msg wire.PeerMessage, at time.Time)
 	onReset   func(server raftmeta.ServerID)
+
+	dropNoLink, dropFull prometheus.Counter // met.linkDropped by reason, resolved once
 
 	mu    sync.Mutex // guards links, done
 	links map[raftmeta.ServerID]*link
@@ -62,14 +73,16 @@ type peerLinks struct {
 // link is the connection to one cell server.
 type link struct {
 	to   raftmeta.ServerID
-	q    chan []byte
+	wake chan struct{} // cap 1: something was queued
 	kick chan struct{} // the address changed: reconnect
 	// ctx ends when the server left the map or at shutdown.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu   sync.Mutex // guards addr
+	mu   sync.Mutex // guards addr and the queue
 	addr string
+	q    []byte // encoded frames waiting for the writer
+	qn   int    // frames in q
 
 	up      atomic.Bool
 	dropped atomic.Int64 // frames dropped since the last connection ended
@@ -78,7 +91,9 @@ type link struct {
 func newPeerLinks(ctx context.Context, home, inc uint64, met *serverMetrics, log *slog.Logger) *peerLinks {
 	ctx, cancel := context.WithCancel(ctx)
 	return &peerLinks{home: home, inc: inc, log: log, met: met,
-		links: map[raftmeta.ServerID]*link{}, ctx: ctx, cancel: cancel}
+		dropNoLink: met.linkDropped.WithLabelValues("no_link"),
+		dropFull:   met.linkDropped.WithLabelValues("queue_full"),
+		links:      map[raftmeta.ServerID]*link{}, ctx: ctx, cancel: cancel}
 }
 
 // setServers makes the links follow the map: a link for every server with a peer address
@@ -97,7 +112,7 @@ func (p *peerLinks) setServers(servers []raftmeta.Server) {
 		keep[s.ID] = true
 		l, ok := p.links[s.ID]
 		if !ok {
-			l = &link{to: s.ID, q: make(chan []byte, linkQueue), kick: make(chan struct{}, 1), addr: s.Addr}
+			l = &link{to: s.ID, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), addr: s.Addr}
 			l.ctx, l.cancel = context.WithCancel(p.ctx)
 			p.links[s.ID] = l
 			p.wg.Add(1)
@@ -125,24 +140,77 @@ func (p *peerLinks) setServers(servers []raftmeta.Server) {
 
 func (l *link) end() { l.cancel() }
 
-// send queues an encoded frame for a server; it never blocks. It reports false (and counts)
-// when there is no link to that server or its queue is full.
+// send queues an encoded frame for a server (copied); it never blocks. It reports false (and
+// counts) when there is no link to that server or its queue is full.
 func (p *peerLinks) send(to raftmeta.ServerID, frame []byte) bool {
+	l := p.queueFor(to)
+	if l == nil {
+		return false
+	}
+	l.q = append(l.q, frame...)
+	return l.queued()
+}
+
+// sendMsg encodes m straight into a server's queue; it never blocks. It reports false (and
+// counts) when there is no link to that server or its queue is full, and returns the encoding
+// error of an invalid message (nothing queued).
+func (p *peerLinks) sendMsg(to raftmeta.ServerID, m wire.PeerMessage) (bool, error) {
+	l := p.queueFor(to)
+	if l == nil {
+		return false, nil
+	}
+	n := len(l.q)
+	q, err := m.AppendFrame(l.q)
+	if err != nil {
+		l.q = q[:n]
+		l.mu.Unlock()
+		return false, err
+	}
+	l.q = q
+	return l.queued(), nil
+}
+
+// queueFor returns the link to a server with its mu held, or nil (counted) if there is none
+// or its queue is full.
+func (p *peerLinks) queueFor(to raftmeta.ServerID) *link {
 	p.mu.Lock()
 	l := p.links[to]
 	p.mu.Unlock()
 	if l == nil {
-		p.met.linkDropped.WithLabelValues("no_link").Inc()
-		return false
+		p.dropNoLink.Inc()
+		return nil
 	}
-	select {
-	case l.q <- frame:
-		return true
-	default:
+	l.mu.Lock()
+	if l.qn >= linkQueue || len(l.q) >= linkQueueBytes {
+		l.mu.Unlock()
 		l.dropped.Add(1)
-		p.met.linkDropped.WithLabelValues("queue_full").Inc()
-		return false
+		p.dropFull.Inc()
+		return nil
 	}
+	return l
+}
+
+// queued counts the frame just appended to q, unlocks and wakes the writer.
+func (l *link) queued() bool {
+	l.qn++
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take swaps the queue for buf (emptied) and returns what was queued and how many frames.
+func (l *link) take(buf []byte) ([]byte, int) {
+	if cap(buf) > linkKeepBuffer { // do not keep a burst's buffer for the link's life
+		buf = nil
+	}
+	l.mu.Lock()
+	q, n := l.q, l.qn
+	l.q, l.qn = buf[:0], 0
+	l.mu.Unlock()
+	return q, n
 }
 
 // up is the number of links whose hello exchange completed and that are still connected.
@@ -285,8 +353,12 @@ func (p *peerLinks) serve(l *link, c *linkConn) {
 	p.onReset(l.to)
 }
 
-// read decodes the server's frames until the connection ends.
+// read decodes the server's frames until the connection ends. A FrameMsg (nearly all the
+// traffic) is decoded into one reused value whose Frame aliases the reader's buffer: onMessage
+// must not keep it past the call (the Router's output is drained, and copied, under the same
+// call; the Router copies what it keeps).
 func (p *peerLinks) read(l *link, c *linkConn) {
+	var fm wire.FrameMsg
 	for {
 		t, payload, err := c.r.Next()
 		if err != nil {
@@ -296,7 +368,14 @@ func (p *peerLinks) read(l *link, c *linkConn) {
 			return
 		}
 		at := time.Now()
-		msg, err := wire.DecodePeer(t, append([]byte(nil), payload...))
+		var msg wire.PeerMessage
+		if t == wire.PeerFrame {
+			if fm, err = wire.DecodeFrameMsg(payload); err == nil {
+				msg = &fm
+			}
+		} else {
+			msg, err = wire.DecodePeer(t, append([]byte(nil), payload...))
+		}
 		if err != nil {
 			p.met.linkErrors.WithLabelValues("bad_frame").Inc()
 			p.log.Warn("gateway: malformed peer frame: closing the link", "server", l.to, "type", t, "err", err)
@@ -311,54 +390,41 @@ func (p *peerLinks) read(l *link, c *linkConn) {
 }
 
 // write sends the queue until an error, a new address or a stop; it reports whether the link
-// was stopped (shutdown or the server left the map).
+// was stopped (shutdown or the server left the map). Everything queued goes out in one Write.
+// Frames taken from the queue when a write fails are lost with the connection (as frames in
+// flight are): the reset that follows makes the Router resend what matters.
 func (p *peerLinks) write(l *link, c *linkConn, readerDone <-chan struct{}) (stopped bool) {
-	w := bufio.NewWriterSize(c, 64<<10)
+	var buf []byte
 	for {
-		var f []byte
 		select {
 		case <-l.ctx.Done():
-			p.flush(l, c, w)
+			p.flush(l, c, buf)
 			return true
 		case <-l.kick:
 			return false // reconnect to the new address
 		case <-readerDone:
 			return false
-		case f = <-l.q:
+		case <-l.wake:
+		}
+		var n int
+		if buf, n = l.take(buf); n == 0 {
+			continue
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
-		for f != nil {
-			if _, err := w.Write(f); err != nil {
-				p.log.Debug("gateway: peer link write", "server", l.to, "err", err)
-				return false
-			}
-			p.met.linkSent.Inc()
-			select {
-			case f = <-l.q:
-			default:
-				f = nil
-			}
-		}
-		if err := w.Flush(); err != nil {
-			p.log.Debug("gateway: peer link flush", "server", l.to, "err", err)
+		if _, err := c.Write(buf); err != nil {
+			p.log.Debug("gateway: peer link write", "server", l.to, "err", err)
 			return false
 		}
+		p.met.linkSent.Add(float64(n))
 	}
 }
 
 // flush writes what is queued (the leaves of closing sessions, at shutdown), briefly.
-func (p *peerLinks) flush(l *link, c *linkConn, w *bufio.Writer) {
+func (p *peerLinks) flush(l *link, c *linkConn, buf []byte) {
 	_ = c.SetWriteDeadline(time.Now().Add(linkFlushOnClose))
-	for {
-		select {
-		case f := <-l.q:
-			if _, err := w.Write(f); err != nil {
-				return
-			}
-			p.met.linkSent.Inc()
-		default:
-			_ = w.Flush()
-			return
+	if buf, n := l.take(buf); n > 0 {
+		if _, err := c.Write(buf); err == nil {
+			p.met.linkSent.Add(float64(n))
 		}
 	}
 }

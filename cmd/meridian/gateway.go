@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/meridian-mmo/meridian/gateway"
@@ -19,7 +23,11 @@ type gatewayOptions struct {
 	seed        uint64
 	maxSessions int
 	logLevel    string
+	pprof       bool
 }
+
+// pprofEnv turns --pprof on by default (for harnesses that start the binary with fixed flags).
+const pprofEnv = "MERIDIAN_PPROF"
 
 // runGateway runs the client edge of a cluster: clients connect here over KCP (or WebSocket),
 // and each session is routed to the cell server that owns its entity.
@@ -36,6 +44,7 @@ func runGateway(ctx context.Context, args []string) error {
 	fs.Uint64Var(&o.seed, "seed", def.Seed, "seed of the spawn points of new sessions")
 	fs.IntVar(&o.maxSessions, "max-sessions", def.Edge.MaxSessions, "most concurrent client sessions")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.pprof, "pprof", os.Getenv(pprofEnv) != "", "also serve net/http/pprof under /debug/pprof/ on --metrics-addr, with mutex and block profiling on (default from $"+pprofEnv+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -60,7 +69,11 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	maddr, err := serveMetrics(ctx, o.metrics, reg, log)
+	var extra []route
+	if o.pprof {
+		extra = pprofRoutes()
+	}
+	maddr, err := serveMetrics(ctx, o.metrics, reg, log, extra...)
 	if err != nil {
 		return err
 	}
@@ -77,4 +90,19 @@ func runGateway(ctx context.Context, args []string) error {
 	err = srv.Run(ctx)
 	log.Info("gateway stopped")
 	return err
+}
+
+// pprofRoutes are the net/http/pprof handlers, and turns on the mutex and block profiles
+// (sampled: 1 in 10 contention events, blocking events ≥ 10 µs always and shorter ones
+// proportionally) so /debug/pprof/mutex and /debug/pprof/block have something to show.
+func pprofRoutes() []route {
+	runtime.SetMutexProfileFraction(10)
+	runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
+	return []route{
+		{"/debug/pprof/", http.HandlerFunc(pprof.Index)},
+		{"/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline)},
+		{"/debug/pprof/profile", http.HandlerFunc(pprof.Profile)},
+		{"/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol)},
+		{"/debug/pprof/trace", http.HandlerFunc(pprof.Trace)},
+	}
 }
