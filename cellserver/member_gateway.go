@@ -86,6 +86,9 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 		if _, here := m.ents[msg.Resume]; here || m.moving(msg.Resume) {
 			return
 		}
+		if _, ok := m.remote[key]; ok {
+			return // the session has an entity here already
+		}
 		m.resumes[msg.Resume] = t + wire.Tick(m.cfg.RememberTicks)
 		r := wire.EntityRecord{ID: msg.Resume, X: msg.X, Z: msg.Z, Kind: msg.Kind,
 			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq}
@@ -141,6 +144,11 @@ func (m *Member) onGatewayHello(from raftmeta.ServerID, msg wire.PeerHelloMsg) {
 	for k := range m.joins {
 		if k.Home == from {
 			delete(m.joins, k)
+		}
+	}
+	for k, hf := range m.homeFrames {
+		if hf.to == from {
+			delete(m.homeFrames, k) // for sessions of the old process
 		}
 	}
 }

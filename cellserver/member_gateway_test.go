@@ -189,3 +189,44 @@ func TestInteractionViaGhost(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeBackAfterTargetDied: a handoff whose target dies unacknowledged comes back two
+// epochs above the one handed off (one above the target's copy), so the session's gateway
+// follows it rather than re-create it elsewhere; a DropMsg for an older or equal copy removes it,
+// one naming an older epoch does not.
+func TestTakeBackAfterTargetDied(t *testing.T) {
+	p := newPair(t)
+	p.tick = 1
+	p.step(1, MemberInput{}, gw(&wire.JoinMsg{Home: uint64(testGateway), Client: 7, X: wire.QuantisePos(255.9), Z: wire.QuantisePos(100)}))
+	e := p.real(1)[0]
+	p.tick = 2
+	p.step(1, MemberInput{}, gw(&wire.InputMsg{Home: uint64(testGateway), Client: 7, Entity: e, Input: wire.Input{Seq: 1, MoveX: 127}}))
+	if got := p.inFlight(1); len(got) != 1 {
+		t.Fatalf("not handed off: in flight %v", got)
+	}
+	// Server 2 dies before answering.
+	p.apply(raftmeta.MarkDead{Server: 2, Now: 2e12})
+	p.tick = 3
+	p.step(1, MemberInput{})
+	if a, ok := p.m[1].AuthOf(e); !ok || a != 3 {
+		t.Fatalf("taken back at authority %d (%v), want 3 (handed off at 1; the dead target's copy was 2)", a, ok)
+	}
+	drop := func(auth uint64) PeerIn {
+		return gw(&wire.DropMsg{Home: uint64(testGateway), Client: 7, Entity: e, AuthEpoch: auth})
+	}
+	p.tick = 4
+	p.step(1, MemberInput{}, drop(2))
+	if len(p.real(1)) != 1 {
+		t.Fatal("a Drop naming an older epoch removed the newer copy")
+	}
+	p.tick = 5
+	p.step(1, MemberInput{}, PeerIn{From: 2, Msg: &wire.DropMsg{Home: uint64(testGateway), Client: 7, Entity: e, AuthEpoch: 3}})
+	if len(p.real(1)) != 1 {
+		t.Fatal("a Drop from a server, not the session's gateway, was obeyed")
+	}
+	p.tick = 6
+	p.step(1, MemberInput{}, drop(3))
+	if len(p.real(1)) != 0 || p.m[1].Stats().StaleCopiesDropped != 1 {
+		t.Fatalf("the copy the gateway dropped is still here: %v", p.real(1))
+	}
+}

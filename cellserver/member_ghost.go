@@ -135,22 +135,12 @@ func (m *Member) ghost(t wire.Tick) {
 			continue
 		}
 		m.ghostTo[p.ID] = targets
-		st, _ := m.world.Entity(p.ID)
-		rec := wire.EntityRecord{ID: p.ID, X: st.X, Y: st.Y, Z: st.Z, VX: st.VX, VZ: st.VZ, Yaw: st.Yaw,
-			Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[p.ID].auth}
+		rec := m.ghostRecord(p.ID)
 		for _, s := range targets {
 			m.ghostBatch[s] = append(m.ghostBatch[s], rec)
 		}
 	}
-	for _, s := range sortedKeys(m.ghostBatch) {
-		recs := m.ghostBatch[s]
-		for len(recs) > 0 {
-			n := min(len(recs), wire.MaxGhosts)
-			m.send(s, &wire.GhostsMsg{Tick: t, Entities: slices.Clone(recs[:n])})
-			m.stats.GhostUpdatesOut += n
-			recs = recs[n:]
-		}
-	}
+	m.flushGhostBatch(t)
 	m.flushGhostGone()
 	// Ghosts nobody updated (their owner moved them away, or its updates are lost).
 	expire := wire.Tick(m.cfg.GhostExpireTicks)
@@ -297,15 +287,23 @@ func (m *Member) preghost(t wire.Tick) {
 				continue // sent already, or a ghost there already (this tick's update follows)
 			}
 			sent[to][q.ID] = true
-			st, _ := m.world.Entity(q.ID)
-			m.ghostBatch[to] = append(m.ghostBatch[to], wire.EntityRecord{ID: q.ID, X: st.X, Y: st.Y, Z: st.Z,
-				VX: st.VX, VZ: st.VZ, Yaw: st.Yaw, Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[q.ID].auth})
-			if !slices.Contains(m.ghostTo[q.ID], to) {
-				m.ghostTo[q.ID] = append(m.ghostTo[q.ID], to)
-				slices.Sort(m.ghostTo[q.ID])
-			}
+			m.ghostBatch[to] = append(m.ghostBatch[to], m.ghostRecord(q.ID))
+			m.ghostTo[q.ID] = append(m.ghostTo[q.ID], to)
+			slices.Sort(m.ghostTo[q.ID])
 		}
 	}
+	m.flushGhostBatch(t)
+}
+
+// ghostRecord is a real entity's state as its ghosts get it.
+func (m *Member) ghostRecord(id wire.EntityID) wire.EntityRecord {
+	st, _ := m.world.Entity(id)
+	return wire.EntityRecord{ID: id, X: st.X, Y: st.Y, Z: st.Z, VX: st.VX, VZ: st.VZ, Yaw: st.Yaw,
+		Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[id].auth}
+}
+
+// flushGhostBatch sends the ghost updates batched for each server and empties the batch.
+func (m *Member) flushGhostBatch(t wire.Tick) {
 	for _, s := range sortedKeys(m.ghostBatch) {
 		recs := m.ghostBatch[s]
 		for len(recs) > 0 {

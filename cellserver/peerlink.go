@@ -40,11 +40,14 @@ type peerNet struct {
 	met  *peerMetrics
 	ln   net.Listener
 
-	mu    sync.Mutex // guards inbox, links, conns, closed
+	mu    sync.Mutex // guards inbox, links, conns, gwConns, gwIncs, closed
 	inbox []PeerIn
 	links map[raftmeta.ServerID]*peerLink
 	conns map[net.Conn]struct{}
-	done  bool
+	// gwConns and gwIncs: each gateway's current inbound connection and incarnation.
+	gwConns map[raftmeta.ServerID]net.Conn
+	gwIncs  map[raftmeta.ServerID]uint64
+	done    bool
 
 	// early, if set, sees every message as it arrives, on the reader's goroutine, once it is in
 	// the inbox (so any tick that could observe what early causes also takes the message).
@@ -110,7 +113,8 @@ func listenPeers(ctx context.Context, addr string, self raftmeta.ServerID, inc u
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &peerNet{self: self, inc: inc, log: log, met: newPeerMetrics(reg).init(), ln: ln,
-		links: map[raftmeta.ServerID]*peerLink{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
+		links: map[raftmeta.ServerID]*peerLink{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel,
+		gwConns: map[raftmeta.ServerID]net.Conn{}, gwIncs: map[raftmeta.ServerID]uint64{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -179,10 +183,36 @@ func (p *peerNet) read(c net.Conn) {
 	from := raftmeta.ServerID(hello.Server)
 	if wire.IsGatewayID(hello.Server) {
 		// The Member learns the gateway's incarnation: a restarted gateway's old sessions are
-		// gone (its session ids start again).
+		// gone (its session ids start again). A newer connection replaces an older one (which
+		// may be half-open); frames queued for a previous process of the gateway are dropped.
 		p.mu.Lock()
 		p.inbox = append(p.inbox, PeerIn{From: from, Msg: &hello})
+		old := p.gwConns[from]
+		p.gwConns[from] = c
+		restarted := p.gwIncs[from] != 0 && p.gwIncs[from] != hello.Incarnation
+		p.gwIncs[from] = hello.Incarnation
 		p.mu.Unlock()
+		if old != nil {
+			old.Close()
+		}
+		if restarted {
+			l := p.link(from)
+			for drained := false; !drained; {
+				select {
+				case <-l.q:
+					p.met.dropped.Inc()
+				default:
+					drained = true
+				}
+			}
+		}
+		defer func() {
+			p.mu.Lock()
+			if p.gwConns[from] == c {
+				delete(p.gwConns, from)
+			}
+			p.mu.Unlock()
+		}()
 		// A gateway dials in and is answered over the same connection: this server's hello,
 		// then the frames for its sessions (it has no peer address of its own).
 		done := make(chan struct{})

@@ -93,7 +93,8 @@ type RouterConfig struct {
 	// applies them; beyond it the oldest is dropped (RouterStats.PendingOverflow).
 	MaxPendingInputs int
 	// DedupTicks: how long an interaction (From, Seq) delivered to a session is remembered, to
-	// drop a duplicate.
+	// drop a copy a server resends. A cell server resends an interaction frame until the
+	// gateway acks it, for its MemberConfig.RememberTicks (1 200 by default): this must be longer.
 	DedupTicks int
 	// EntityKind is the kind of the entities joined for sessions.
 	EntityKind uint8
@@ -109,7 +110,7 @@ func DefaultRouterConfig(home uint64) RouterConfig {
 		StaleRouteTicks:  200,
 		LostAfterTicks:   400,
 		MaxPendingInputs: 128,
-		DedupTicks:       200,
+		DedupTicks:       1400,
 	}
 }
 
@@ -180,18 +181,19 @@ func (o *RouterOutput) Empty() bool {
 
 // RouterStats are cumulative counters.
 type RouterStats struct {
-	Joins         int // joins sent for new sessions (first send)
-	JoinRetries   int // joins and resume joins sent again (retry, LinkReset, target died)
-	Resumes       int // entities re-created elsewhere after their owner died
-	RouteSwitches int // a session's frames came from another server (a handoff or a resume)
-	InputsResent  int // pending inputs and interactions sent again
-	StaleFrames   int // frames with an authority epoch below the session's newest
-	DropsSent     int // DropMsgs sent for stale frames from a server other than the owner
-	EarlyFrames   int // frames other than snapshots and interactions before the session's welcome, and held interactions beyond the bound
-	LateSnapshots int // snapshots not newer than one already delivered (reordered across two servers' links)
-	SynthWelcomes int // welcomes the gateway wrote itself because a snapshot came before the server's welcome
-	BadFrames     int // forwarded frames without a whole client frame, or with an undecodable interaction
-	OrphanLeaves  int // leaves sent for frames of unknown sessions or of another entity
+	Joins          int // joins sent for new sessions (first send)
+	JoinRetries    int // joins and resume joins sent again (retry, LinkReset, target died)
+	Resumes        int // entities re-created elsewhere after their owner died
+	RouteSwitches  int // a session's frames came from another server (a handoff or a resume)
+	InputsResent   int // pending inputs and interactions sent again
+	StaleFrames    int // frames with an authority epoch below the session's newest
+	DropsSent      int // DropMsgs sent for stale frames from a server other than the owner
+	EpochConflicts int // frames from a second server at the owner's authority epoch (a second copy)
+	EarlyFrames    int // frames other than snapshots and interactions before the session's welcome, and held interactions beyond the bound
+	LateSnapshots  int // snapshots not newer than one already delivered (reordered across two servers' links)
+	SynthWelcomes  int // welcomes the gateway wrote itself because a snapshot came before the server's welcome
+	BadFrames      int // forwarded frames without a whole client frame, or with an undecodable interaction
+	OrphanLeaves   int // leaves sent for frames of unknown sessions or of another entity
 	// DupInteractions: interactions dropped because the same (From, Seq) was delivered to the
 	// session within DedupTicks.
 	DupInteractions    int
@@ -517,15 +519,28 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 		if from != rs.owner && rs.entity == m.Entity {
 			// Another server still holds an older copy (a resume raced a takeBack, say): it
 			// must go. Harmless if it left already: a Drop is never forwarded.
-			r.stats.DropsSent++
-			r.send(from, r.drops.put(wire.DropMsg{Home: r.cfg.Home, Client: m.Client, Entity: m.Entity, AuthEpoch: m.AuthEpoch}))
+			r.drop(from, m)
 		}
+		return
+	}
+	if m.AuthEpoch == rs.auth && rs.owner != 0 && from != rs.owner && rs.entity == m.Entity {
+		// Every move of an entity raises its epoch: a second server with the same epoch holds a
+		// second copy (a resume and a takeBack after a death, both one above the dead copy).
+		// The first one heard keeps the route; the other is told to drop its copy.
+		r.stats.StaleFrames++
+		r.stats.EpochConflicts++
+		r.drop(from, m)
 		return
 	}
 
 	first := rs.entity == 0
-	resumed := rs.resuming && m.AuthEpoch > rs.auth
-	switched := !first && from != rs.owner
+	// A resume ends with a frame from a newer copy, or from a live server holding the one the
+	// Router knew (the owner was alive all along and only its frames were late).
+	resumed := rs.resuming && (m.AuthEpoch > rs.auth || (m.AuthEpoch == rs.auth && r.alive[from]))
+	// The authority moved (another server, or the same one after a round trip): what it has
+	// not applied goes to it now.
+	switched := !first && (from != rs.owner || m.AuthEpoch > rs.auth)
+	moved := !first && from != rs.owner
 	if first {
 		rs.entity, rs.joinTo = m.Entity, 0
 	}
@@ -552,7 +567,7 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 	case first:
 		r.sendAllPending(rs, t, false)
 	case switched || resumed:
-		if switched {
+		if moved {
 			r.stats.RouteSwitches++
 		}
 		r.sendAllPending(rs, t, true)
@@ -623,6 +638,13 @@ func (r *Router) onInteraction(from raftmeta.ServerID, rs *routedSession, m *wir
 		return
 	}
 	r.out.Frames = append(r.out.Frames, SessionFrame{Session: rs.id, Frame: m.Frame, Control: true})
+}
+
+// drop tells a server that sent a frame of an older (or conflicting) copy of a session's entity
+// to drop that copy, if it still has it with an epoch no newer than the frame's.
+func (r *Router) drop(from raftmeta.ServerID, m *wire.FrameMsg) {
+	r.stats.DropsSent++
+	r.send(from, r.drops.put(wire.DropMsg{Home: r.cfg.Home, Client: m.Client, Entity: m.Entity, AuthEpoch: m.AuthEpoch}))
 }
 
 // clusterTickHz is the cluster's tick rate: every server ticks on the 50 ms grid (DESIGN.md §1a).
@@ -733,8 +755,8 @@ func (r *Router) sweep(t wire.Tick) {
 	}
 }
 
-// deadFor is how long a server has been seen dead (a server never seen alive: as long as the
-// Router has run). A resume waits ResumeAfterTicks after its owner's death is seen: the server
+// deadFor is how long a server has been seen dead (one never seen alive: counted from tick 0,
+// so at once). A resume waits ResumeAfterTicks after its owner's death is seen: the server
 // that handed the entity to it may take it back (when the handoff was not acknowledged), with an
 // authority epoch above the dead one's, and its frames must win the race, or there would be two
 // copies.

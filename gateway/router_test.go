@@ -737,3 +737,49 @@ func TestRouterLookupWithoutTree(t *testing.T) {
 		t.Errorf("empty map: %v", c)
 	}
 }
+
+// TestRouterEpochConflict: after a server dies, the server that had handed the entity to it
+// takes it back and the gateway re-creates it elsewhere, both one epoch above the dead copy:
+// the first copy heard keeps the route, the second is told to drop (never to switch the route
+// back and forth between two live copies).
+func TestRouterEpochConflict(t *testing.T) {
+	h := newHarness(t, nil)
+	h.joined(1, 9)                                                                          // on A at epoch 1
+	expect(t, "to B", h.frame(srvB, 1, 9, 2, 0, 6400, 6400, snapFrame(2)), "s1 snapshot#2") // handed to B
+	expect(t, "C's copy", h.frame(srvC, 1, 9, 3, 0, 6400, 6400, snapFrame(3)), "s1 snapshot#3")
+	expect(t, "A's copy at the same epoch", h.frame(srvA, 1, 9, 3, 0, 6400, 6400, snapFrame(4)), "→1 drop c1 e9 auth=3")
+	if _, owner, _ := h.r.Route(1); owner != srvC {
+		t.Fatalf("route %d, want C (the first copy heard)", owner)
+	}
+	expect(t, "input", h.input(1, 1), "→3 input c1 e9 seq=1")
+	if st := h.r.Stats(); st.EpochConflicts != 1 || st.DropsSent != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRouterSameOwnerNewEpoch: frames from the same server at a higher epoch (the entity went
+// away and came back, or was taken back) make the Router resend what that server has not
+// applied at once, not RetryTicks later.
+func TestRouterSameOwnerNewEpoch(t *testing.T) {
+	h := newHarness(t, nil)
+	h.joined(1, 9)
+	expect(t, "inputs", h.input(1, 1, 2), "→1 input c1 e9 seq=1\n→1 input c1 e9 seq=2")
+	expect(t, "back at epoch 3", h.frame(srvA, 1, 9, 3, 1, 6400, 6400, snapFrame(2)), "→1 input c1 e9 seq=2\ns1 snapshot#2")
+	if st := h.r.Stats(); st.RouteSwitches != 0 {
+		t.Fatalf("stats %+v: the route did not move", st)
+	}
+}
+
+// TestRouterStaleRouteResumeEnds: no frame came for StaleRouteTicks though the owner lives (a
+// long link outage, say): the Router resumes, the owner (still holding the entity) ignores the
+// join, and its frames at the same epoch end the resume: inputs flow to it again.
+func TestRouterStaleRouteResumeEnds(t *testing.T) {
+	h := newHarness(t, func(c *RouterConfig) { c.StaleRouteTicks = 50 })
+	h.joined(1, 9) // last frame at 100
+	expect(t, "resume", h.steps(150), "@150\n→1 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=0")
+	expect(t, "the owner's frames", h.at(151).frame(srvA, 1, 9, 1, 0, 6400, 6400, snapFrame(5)), "s1 snapshot#5")
+	expect(t, "routable again", h.input(1, 1), "→1 input c1 e9 seq=1")
+	if got := h.steps(170); strings.Contains(got, "join") {
+		t.Fatalf("joins after the resume ended:\n%s", got)
+	}
+}
