@@ -6,20 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"net"
-	"net/http"
 	"os"
-	"path/filepath"
-	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/meridian-mmo/meridian/cellserver"
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/sim-tests/metacluster"
+	"github.com/meridian-mmo/meridian/sim-tests/procs"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -38,89 +33,11 @@ const (
 	ghostRecordSize = 60
 )
 
-// proc is a `meridian cell` or `meridian gateway` process with its metrics address.
-type proc struct {
-	metacluster.Proc
-	name    string
-	metrics string
-}
-
-// root is where the processes keep their data and logs.
-func root(t *testing.T) string {
-	if *logDir == "" {
-		return t.TempDir()
-	}
-	dir, err := filepath.Abs(filepath.Join(*logDir, fmt.Sprintf("%s-%d", t.Name(), time.Now().Unix())))
-	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs and data in %s", dir)
-	return dir
-}
-
-// freeUDP returns a 127.0.0.1 UDP address that was free a moment ago.
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
-func start(t *testing.T, dir, name string, args ...string) *proc {
-	p := &proc{name: name, metrics: metacluster.FreeAddr(t),
-		Proc: metacluster.Proc{Bin: metacluster.Binary(t), LogPath: filepath.Join(dir, name+".log")}}
-	p.Start(t, append(args, "--metrics-addr", p.metrics)...)
-	t.Cleanup(func() { p.Stop(t) })
-	return p
-}
-
-func (p *proc) scrape(ctx context.Context) (scrape, error) {
-	sc, err := fetchMetrics(ctx, p.metrics)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.name, err)
-	}
-	return sc, nil
-}
-
-func (p *proc) holdings(ctx context.Context) (cellserver.Holdings, error) {
-	var h cellserver.Holdings
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.metrics+"/debug/entities", nil)
-	if err != nil {
-		return h, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return h, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return h, fmt.Errorf("%s: /debug/entities: %s", p.name, resp.Status)
-	}
-	return h, json.NewDecoder(resp.Body).Decode(&h)
-}
-
 // waitFor polls cond every 100 ms until it holds, or fails the test with cond's last word
 // after within.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	why := ""
-	for {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %s", what, within, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	procs.WaitFor(t, within, 100*time.Millisecond, what, cond)
 }
 
 // Measurements is what TestGatewayBorders measured (one JSON line appended to the file named
@@ -167,24 +84,17 @@ func TestGatewayBorders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 6 processes")
 	}
-	dir := root(t)
+	launch := procs.Launcher{Dir: procs.TestDir(t, *logDir)}
 	mc := metacluster.StartArgs(t, 3, "--world", strconv.Itoa(world), "--partitioner=false")
 	meta := raftmeta.NewClient(mc.HTTPAddrs(), nil)
-	metaList := strings.Join(mc.HTTPAddrs(), ",")
-	var cells []*proc
+	var cells []*procs.Process
 	for i := 1; i <= 2; i++ {
-		cells = append(cells, start(t, dir, fmt.Sprintf("cell%d", i), "cell", "--id", strconv.Itoa(i), "--meta", metaList,
-			"--data", filepath.Join(dir, fmt.Sprintf("cell%d", i)), "--listen", "127.0.0.1:0", "--peer", "127.0.0.1:0"))
+		cells = append(cells, launch.StartCell(t, i, mc.HTTPAddrs(), "--listen", "127.0.0.1:0"))
 	}
-	var gw *proc
+	var gw *procs.Process
 	defer func() {
 		if t.Failed() {
-			all := append([]*proc{gw}, cells...)
-			for _, p := range all {
-				if p != nil {
-					t.Logf("%s log (%s), the end:\n%s", p.name, p.LogPath, p.Logs())
-				}
-			}
+			procs.LogTails(t, append([]*procs.Process{gw}, cells...)...)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), *duration+2*time.Minute)
@@ -192,19 +102,9 @@ func TestGatewayBorders(t *testing.T) {
 
 	// Both cell servers registered, the world cell owned by one of them.
 	var mp *raftmeta.Map
-	waitFor(t, 30*time.Second, "2 cell servers registered", func() (bool, string) {
-		var err error
-		if mp, err = meta.Map(ctx, raftmeta.ReadOptions{}); err != nil {
-			return false, err.Error()
-		}
-		alive := 0
-		for _, s := range mp.Servers {
-			if s.Alive {
-				alive++
-			}
-		}
-		return alive == 2 && len(mp.Cells) == 1 && mp.Cells[0].Owner != 0, fmt.Sprintf("%d alive, cells %+v", alive, mp.Cells)
-	})
+	waitFor(t, 30*time.Second, "2 cell servers registered", procs.CellsAlive(ctx, meta, 2, &mp, func(m *raftmeta.Map) (bool, string) {
+		return len(m.Cells) == 1 && m.Cells[0].Owner != 0, fmt.Sprintf("cells %+v", m.Cells)
+	}))
 	// Split the world at x = centre; the high half goes to the other server.
 	whole := mp.Cells[0]
 	other := raftmeta.ServerID(1)
@@ -229,16 +129,8 @@ func TestGatewayBorders(t *testing.T) {
 	t.Logf("map version %d: cells %+v", mp.Version, mp.Cells)
 
 	// The gateway, once it routes by this map and is linked to both servers.
-	gwAddr := freeUDP(t)
-	gw = start(t, dir, "gateway", "gateway", "--id", "1", "--meta", metaList, "--listen", gwAddr)
-	waitFor(t, 30*time.Second, "the gateway linked to both cell servers", func() (bool, string) {
-		sc, err := gw.scrape(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		links, version := sc.sum("meridian_gateway_links_up"), sc.sum("meridian_gateway_map_version")
-		return links == 2 && version >= float64(mp.Version), fmt.Sprintf("%v links up, map version %v", links, version)
-	})
+	gw, gwAddr := launch.StartGateway(t, mc.HTTPAddrs())
+	waitFor(t, 30*time.Second, "the gateway linked to both cell servers", procs.GatewayLinked(ctx, gw, 2, mp.Version))
 
 	cfg := bots.DefaultConfig(gwAddr, *nBots)
 	cfg.Behavior = "patrol"
@@ -251,14 +143,14 @@ func TestGatewayBorders(t *testing.T) {
 	defer r.Close()
 	t.Logf("%d bots connected through the gateway in %v", *nBots, time.Since(connectStart).Round(time.Millisecond))
 
-	scrapeAll := func() (g scrape, c []scrape) {
+	scrapeAll := func() (g procs.Scrape, c []procs.Scrape) {
 		t.Helper()
 		var err error
-		if g, err = gw.scrape(ctx); err != nil {
+		if g, err = gw.Scrape(ctx); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range cells {
-			sc, err := p.scrape(ctx)
+			sc, err := p.Scrape(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -316,46 +208,18 @@ sampling:
 	}
 	t.Logf("bots: %+v", tot)
 
-	// Every bot's entity is real on exactly one server and nothing else is held. The servers are
-	// sampled one after the other, so a state counts only when two consecutive rounds agree and
-	// nothing is in flight.
-	want := map[wire.EntityID]bool{}
+	// Every bot's entity is real on exactly one server and nothing else is held (in two agreeing
+	// rounds of samples with nothing in flight: see procs.OneCopyEach).
+	oneCopy := procs.OneCopyEach{Bots: map[wire.EntityID]bool{}}
 	for _, c := range r.Clients() {
-		want[c.Entity()] = true
+		oneCopy.Bots[c.Entity()] = true
 	}
-	var prev map[wire.EntityID][]string
 	waitFor(t, 15*time.Second, "every bot's entity real on exactly one server", func() (bool, string) {
-		held := map[wire.EntityID][]string{}
-		inFlight := 0
-		for _, p := range cells {
-			h, err := p.holdings(ctx)
-			if err != nil {
-				return false, err.Error()
-			}
-			inFlight += len(h.InFlight)
-			for _, e := range h.Real {
-				held[e] = append(held[e], p.name)
-			}
+		held, err := procs.AskCells(ctx, cells)
+		if err != nil {
+			return false, err.Error()
 		}
-		stable := reflect.DeepEqual(held, prev)
-		prev = held
-		if inFlight > 0 || !stable {
-			return false, fmt.Sprintf("%d entities in flight; holdings stable: %v", inFlight, stable)
-		}
-		for e, on := range held {
-			if len(on) > 1 {
-				t.Fatalf("entity %d real on %v in two agreeing rounds of samples", e, on)
-			}
-			if !want[e] {
-				t.Fatalf("entity %d real on %s is no bot's", e, on[0])
-			}
-		}
-		for e := range want {
-			if len(held[e]) == 0 {
-				return false, fmt.Sprintf("bot entity %d on no server", e)
-			}
-		}
-		return len(held) == len(want), fmt.Sprintf("%d entities held for %d bots", len(held), len(want))
+		return oneCopy.Check(t, held.Real, held.InFlightCount())
 	})
 	_, cellsEnd := scrapeAll()
 
@@ -380,8 +244,8 @@ sampling:
 	// The cluster's side.
 	skipped, handoffs := 0.0, 0.0
 	for i := range cells {
-		skipped += cellsEnd[i].sum("meridian_input_seqs_skipped_total")
-		handoffs += cells1[i].sum("meridian_handoffs_total", "direction", "in") - cells0[i].sum("meridian_handoffs_total", "direction", "in")
+		skipped += cellsEnd[i].Sum("meridian_input_seqs_skipped_total")
+		handoffs += cells1[i].Sum("meridian_handoffs_total", "direction", "in") - cells0[i].Sum("meridian_handoffs_total", "direction", "in")
 	}
 	if skipped != 0 {
 		t.Errorf("the cell servers skipped %v input sequences (meridian_input_seqs_skipped_total)", skipped)
@@ -396,37 +260,37 @@ sampling:
 	// The measurements.
 	m := Measurements{Bots: *nBots, Seconds: elapsed.Seconds(), Handoffs: handoffs, Snapshots: tot.SnapshotsReceived,
 		InteractionsSent: tot.InteractionsSent, InteractionsReceived: tot.InteractionsReceived}
-	var frozen histogram
+	var frozen procs.Histogram
 	for i := range cells {
-		h := cells1[i].histogram("meridian_transfer_frozen_ticks", "kind", "handoff").sub(cells0[i].histogram("meridian_transfer_frozen_ticks", "kind", "handoff"))
-		frozen = frozen.add(h)
-		m.CellCPUSeconds += cells1[i].sum("process_cpu_seconds_total") - cells0[i].sum("process_cpu_seconds_total")
+		h := cells1[i].Histogram("meridian_transfer_frozen_ticks", "kind", "handoff").Sub(cells0[i].Histogram("meridian_transfer_frozen_ticks", "kind", "handoff"))
+		frozen = frozen.Add(h)
+		m.CellCPUSeconds += cells1[i].Sum("process_cpu_seconds_total") - cells0[i].Sum("process_cpu_seconds_total")
 		for _, typ := range []string{"ghosts", "ghost-gone"} {
-			m.GhostBytes += cells1[i].sum("meridian_peer_bytes_sent_total", "type", typ) - cells0[i].sum("meridian_peer_bytes_sent_total", "type", typ)
+			m.GhostBytes += cells1[i].Sum("meridian_peer_bytes_sent_total", "type", typ) - cells0[i].Sum("meridian_peer_bytes_sent_total", "type", typ)
 		}
 	}
 	for i, p := range cells {
-		ticks := cells1[i].sum("meridian_tick") - cells0[i].sum("meridian_tick")
-		g := cells1[i].sum("meridian_peer_bytes_sent_total", "type", "ghosts") - cells0[i].sum("meridian_peer_bytes_sent_total", "type", "ghosts")
-		gg := cells1[i].sum("meridian_peer_bytes_sent_total", "type", "ghost-gone") - cells0[i].sum("meridian_peer_bytes_sent_total", "type", "ghost-gone")
+		ticks := cells1[i].Sum("meridian_tick") - cells0[i].Sum("meridian_tick")
+		g := cells1[i].Sum("meridian_peer_bytes_sent_total", "type", "ghosts") - cells0[i].Sum("meridian_peer_bytes_sent_total", "type", "ghosts")
+		gg := cells1[i].Sum("meridian_peer_bytes_sent_total", "type", "ghost-gone") - cells0[i].Sum("meridian_peer_bytes_sent_total", "type", "ghost-gone")
 		t.Logf("%s: %.0f ticks, %.0f bytes of ghosts (%.0f a tick, %.1f fixed-layout records of %d bytes), %.0f of ghost-gone; %.0f entities real at the end",
-			p.name, ticks, g, g/ticks, g/ticks/ghostRecordSize, ghostRecordSize, gg, cellsEnd[i].sum("meridian_entities"))
+			p.Name, ticks, g, g/ticks, g/ticks/ghostRecordSize, ghostRecordSize, gg, cellsEnd[i].Sum("meridian_entities"))
 	}
-	m.HandoffTicksP50, m.HandoffTicksP99, m.HandoffTicksMax = frozen.bound(0.5), frozen.bound(0.99), frozen.bound(1)
-	m.HandoffWithin1 = frozen.fraction(1)
-	if frozen.count > 0 {
-		m.HandoffMeanTicks = frozen.sum / frozen.count
+	m.HandoffTicksP50, m.HandoffTicksP99, m.HandoffTicksMax = frozen.Bound(0.5), frozen.Bound(0.99), frozen.Bound(1)
+	m.HandoffWithin1 = frozen.Fraction(1)
+	if frozen.Count > 0 {
+		m.HandoffMeanTicks = frozen.Sum / frozen.Count
 	}
-	fwd := func(dir string) histogram {
-		return gw1.histogram("meridian_gateway_forward_seconds", "direction", dir).sub(gw0.histogram("meridian_gateway_forward_seconds", "direction", dir))
+	fwd := func(dir string) procs.Histogram {
+		return gw1.Histogram("meridian_gateway_forward_seconds", "direction", dir).Sub(gw0.Histogram("meridian_gateway_forward_seconds", "direction", dir))
 	}
 	toClient, toServer := fwd("to_client"), fwd("to_server")
-	m.ForwardToClientP50, m.ForwardToClientP99 = toClient.quantile(0.5), toClient.quantile(0.99)
-	m.ForwardToServerP50, m.ForwardToServerP99 = toServer.quantile(0.5), toServer.quantile(0.99)
-	m.GatewayCPUSeconds = gw1.sum("process_cpu_seconds_total") - gw0.sum("process_cpu_seconds_total")
+	m.ForwardToClientP50, m.ForwardToClientP99 = toClient.Quantile(0.5), toClient.Quantile(0.99)
+	m.ForwardToServerP50, m.ForwardToServerP99 = toServer.Quantile(0.5), toServer.Quantile(0.99)
+	m.GatewayCPUSeconds = gw1.Sum("process_cpu_seconds_total") - gw0.Sum("process_cpu_seconds_total")
 	m.GatewayCoresPer1000 = m.GatewayCPUSeconds / m.Seconds / (float64(*nBots) / 1000)
-	m.RouteSwitches = gw1.sum("meridian_gateway_route_switches_total") - gw0.sum("meridian_gateway_route_switches_total")
-	m.InputsResent = gw1.sum("meridian_gateway_inputs_resent_total") - gw0.sum("meridian_gateway_inputs_resent_total")
+	m.RouteSwitches = gw1.Sum("meridian_gateway_route_switches_total") - gw0.Sum("meridian_gateway_route_switches_total")
+	m.InputsResent = gw1.Sum("meridian_gateway_inputs_resent_total") - gw0.Sum("meridian_gateway_inputs_resent_total")
 	if borderSamples > 0 {
 		m.MeanBorderEntities = borderSum / borderSamples
 	}
@@ -436,7 +300,7 @@ sampling:
 	t.Logf("handoffs: %.0f in %.0fs (%.0f gateway route switches, %.0f inputs resent); frozen ticks p50 ≤ %v, p99 ≤ %v, max ≤ %v, mean %.2f, %.1f%% within 1 tick",
 		m.Handoffs, m.Seconds, m.RouteSwitches, m.InputsResent, m.HandoffTicksP50, m.HandoffTicksP99, m.HandoffTicksMax, m.HandoffMeanTicks, 100*m.HandoffWithin1)
 	t.Logf("gateway added latency: to clients p50 %s p99 %s (%.0f frames); to servers p50 %s p99 %s (%.0f messages)",
-		us(m.ForwardToClientP50), us(m.ForwardToClientP99), toClient.count, us(m.ForwardToServerP50), us(m.ForwardToServerP99), toServer.count)
+		us(m.ForwardToClientP50), us(m.ForwardToClientP99), toClient.Count, us(m.ForwardToServerP50), us(m.ForwardToServerP99), toServer.Count)
 	t.Logf("gateway CPU: %.2f s over %.0f s for %d sessions = %.3f cores per 1000 sessions (cell servers together: %.2f s)",
 		m.GatewayCPUSeconds, m.Seconds, *nBots, m.GatewayCoresPer1000, m.CellCPUSeconds)
 	t.Logf("ghost traffic: %.0f bytes (ghosts + ghost-gone, both servers) over %.0f s for %.1f entities within %.0f m of the border on average = %.0f bytes/s per border entity",
