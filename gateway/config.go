@@ -27,7 +27,38 @@ type Config struct {
 	// AcceptToken decides whether a hello's token is valid. nil accepts any non-empty token
 	// (development mode); a later issue plugs real authentication in here.
 	AcceptToken func(token []byte) bool
+	// FirstSessionID is the id of the edge's first session, in [0, MaxFirstSessionID]; 0 means
+	// 1 (a standalone cell server). The following sessions count up from it, wrapping from
+	// 2^32 − 1 to 1 (0 is never an id), so at least 2^31 sessions are opened before the ids
+	// wrap. The gateway process sets it from its incarnation (FirstSessionIDFor), so that
+	// a restarted gateway does not hand out the ids of the previous process's sessions,
+	// which cell servers may still hold entities for.
+	FirstSessionID SessionID
 }
+
+// MaxFirstSessionID is the largest Config.FirstSessionID: it leaves 2^31 ids before the wrap.
+const MaxFirstSessionID SessionID = 1 << 31
+
+// FirstSessionIDFor is the first session id of a gateway process of this incarnation: a
+// 31-bit value mixed from it (splitmix64), plus 1, in [1, MaxFirstSessionID]. Two
+// incarnations' id ranges overlap only if their starting points are closer than the sessions
+// they opened: for two that opened n sessions each, a chance of about n / 2^30 (one in a
+// thousand for a million sessions each).
+func FirstSessionIDFor(incarnation uint64) SessionID {
+	return SessionID(1 + splitmix64(incarnation)%uint64(MaxFirstSessionID))
+}
+
+// splitmix64 is the finaliser of SplitMix64 (Steele, Lea, Flood 2014): a bijection of the
+// uint64s whose every output bit depends on every input bit.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// firstSessionID is FirstSessionID with 0 meaning 1.
+func (c Config) firstSessionID() SessionID { return max(c.FirstSessionID, 1) }
 
 // DefaultConfig returns a Config for a LAN or a local machine.
 func DefaultConfig() Config {
@@ -77,6 +108,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway: KCPInterval (%d ms) must be in [1, 100]", c.KCPInterval)
 	case c.KCPWindow < 16 || c.KCPWindow > 4096:
 		return fmt.Errorf("gateway: KCPWindow (%d) must be in [16, 4096]", c.KCPWindow)
+	case c.FirstSessionID > MaxFirstSessionID:
+		return fmt.Errorf("gateway: FirstSessionID (%d) must be in [0, %d] (0: 1)", c.FirstSessionID, MaxFirstSessionID)
 	}
 	return nil
 }

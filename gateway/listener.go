@@ -15,7 +15,9 @@ import (
 	"github.com/meridian-mmo/meridian/wire"
 )
 
-// SessionID names a client session on one edge. It is never reused by that edge.
+// SessionID names a client session on one edge. An edge hands them out counting up from
+// Config.FirstSessionID, wrapping from 2^32 − 1 to 1 (0 is never an id, and an id still open is
+// skipped): it reuses none before 2^32 − 1 sessions were opened, that is never in practice.
 type SessionID uint32
 
 // Backend is what the edge serves: the cell server in standalone mode, the router of the
@@ -50,7 +52,7 @@ type Listener struct {
 	mu       sync.Mutex // guards the fields below; taken before Session.mu
 	sessions map[SessionID]*Session
 	perIP    map[string]int
-	nextID   SessionID
+	nextID   SessionID // the id the next session gets (unless it is still open)
 	closed   bool
 	ws       *wsServer // nil until ListenWebSocket
 	// wg counts session goroutines and WebSocket handlers past their upgrade; Add only under
@@ -88,6 +90,7 @@ func Listen(cfg Config, backend Backend, reg prometheus.Registerer, log *slog.Lo
 		ln:       ln,
 		sessions: make(map[SessionID]*Session),
 		perIP:    make(map[string]int),
+		nextID:   cfg.firstSessionID(),
 	}, nil
 }
 
@@ -153,8 +156,7 @@ func (l *Listener) accept(t transport) {
 		_ = conn.Close()
 		return
 	}
-	l.nextID++
-	s := newSession(l, l.nextID, t)
+	s := newSession(l, l.newID(), t)
 	l.sessions[s.id] = s
 	l.perIP[ip]++
 	l.wg.Add(2)
@@ -162,6 +164,20 @@ func (l *Listener) accept(t transport) {
 	l.metrics.Sessions.Inc()
 	go s.readLoop()
 	go s.writeLoop()
+}
+
+// newID draws the next session id (l.mu held): counting up, wrapping to 1 after 2^32 − 1,
+// skipping ids still open (there are fewer than 2^32 − 1 sessions).
+func (l *Listener) newID() SessionID {
+	for {
+		id := l.nextID
+		if l.nextID++; l.nextID == 0 {
+			l.nextID = 1
+		}
+		if _, open := l.sessions[id]; !open && id != 0 {
+			return id
+		}
+	}
 }
 
 // remove forgets a session; called once by the session when it ends.

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/binary"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -320,5 +322,79 @@ func TestServerFull(t *testing.T) {
 	// ≥ 1: the refused client's KCP may retransmit its hello, which is refused again.
 	if got := testutil.ToFloat64(l.metrics.SessionsRejected.WithLabelValues("server_full")); got < 1 {
 		t.Fatalf("server_full rejections = %v, want ≥ 1", got)
+	}
+}
+
+// TestSessionIDs: an edge numbers its sessions from Config.FirstSessionID (0: 1), counting up.
+func TestSessionIDs(t *testing.T) {
+	for _, tc := range []struct{ first, want SessionID }{{0, 1}, {1, 1}, {1 << 20, 1 << 20}, {MaxFirstSessionID, MaxFirstSessionID}} {
+		l, b := startEdge(t, func(c *Config) { c.FirstSessionID = tc.first })
+		for i := range 2 {
+			c := dialRaw(t, l)
+			c.write(hello(wire.ProtocolVersion, "x"))
+			c.next(wire.MsgWelcome)
+			b.mu.Lock()
+			got := b.opened[i]
+			b.mu.Unlock()
+			if got != tc.want+SessionID(i) {
+				t.Fatalf("FirstSessionID %d: session %d got id %d, want %d", tc.first, i, got, tc.want+SessionID(i))
+			}
+		}
+	}
+}
+
+// TestSessionIDWrap: after 2^32 − 1 the ids go on from 1 (never 0), skipping ids still open.
+func TestSessionIDWrap(t *testing.T) {
+	l := &Listener{nextID: ^SessionID(0) - 1, sessions: map[SessionID]*Session{1: nil, 3: nil}}
+	var got []SessionID
+	for range 4 {
+		got = append(got, l.newID())
+	}
+	if want := []SessionID{^SessionID(0) - 1, ^SessionID(0), 2, 4}; !slices.Equal(got, want) {
+		t.Fatalf("ids %v, want %v", got, want)
+	}
+}
+
+func TestConfigFirstSessionID(t *testing.T) {
+	c := DefaultConfig()
+	c.FirstSessionID = MaxFirstSessionID
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.FirstSessionID++
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "FirstSessionID") {
+		t.Fatalf("FirstSessionID %d: error %v", c.FirstSessionID, err)
+	}
+}
+
+// TestFirstSessionIDFor: a gateway's first session id is a function of its incarnation, in
+// [1, MaxFirstSessionID] (room for 2^31 sessions before the ids wrap), and incarnations that
+// differ by little (start times in ns) get ids far apart.
+func TestFirstSessionIDFor(t *testing.T) {
+	base := uint64(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	seen := map[SessionID]bool{}
+	lo, hi := MaxFirstSessionID, SessionID(0)
+	for _, inc := range []uint64{0, 1, 2, ^uint64(0)} {
+		if id := FirstSessionIDFor(inc); id < 1 || id > MaxFirstSessionID {
+			t.Fatalf("incarnation %d: first id %d", inc, id)
+		}
+	}
+	const n = 1000
+	for i := range uint64(n) {
+		id := FirstSessionIDFor(base + i)
+		if id != FirstSessionIDFor(base+i) {
+			t.Fatal("not a function of the incarnation")
+		}
+		if id < 1 || id > MaxFirstSessionID {
+			t.Fatalf("incarnation %d: first id %d", base+i, id)
+		}
+		seen[id] = true
+		lo, hi = min(lo, id), max(hi, id)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct first ids for %d incarnations", len(seen), n)
+	}
+	if lo > MaxFirstSessionID/64 || hi < MaxFirstSessionID-MaxFirstSessionID/64 {
+		t.Fatalf("first ids of %d consecutive incarnations only span [%d, %d]", n, lo, hi)
 	}
 }

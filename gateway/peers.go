@@ -28,7 +28,17 @@ import (
 // Each link has one goroutine that dials (backoff 50 ms doubling to 1 s), says hello and then
 // writes its bounded queue, and, while connected, one reader goroutine that decodes frames and
 // hands them to the Server. Frames queued while the link is down wait for it; a full queue
-// drops (counted): the Router resends inputs and joins.
+// drops (counted): the Router resends inputs and joins. But if the server's hello on the new
+// connection shows another incarnation than on the last one, the server restarted: what was
+// queued for its previous process (joins, inputs, leaves of entities it no longer has) is
+// discarded (counted as dropped, reason server_restarted) and the reset makes the Router
+// resend what matters to the new one.
+//
+// At shutdown (close) every link gets linkFlushOnClose to deliver its queue (the leaves of
+// the sessions that ended): a connected link writes until its queue is empty; a link that is
+// down tries to connect at once and then every linkBackoffMin, and writes its queue if it gets
+// through in time. Best effort: what is left at the deadline is lost, and the servers drop
+// the entities when the gateway's connection ends or the entity goes stale.
 //
 // The queue is a byte buffer, not a channel of frames: the Server encodes each message
 // straight into it (under link.mu, no allocation), and the writer swaps it for its own buffer
@@ -43,7 +53,7 @@ const (
 	linkWriteTimeout = 2 * time.Second
 	linkBackoffMin   = 50 * time.Millisecond
 	linkBackoffMax   = time.Second
-	linkFlushOnClose = 500 * time.Millisecond // at shutdown, queued frames (leaves) get this long
+	linkFlushOnClose = 500 * time.Millisecond // at shutdown (or when a server leaves the map), queued frames (leaves) get this long
 )
 
 // peerLinks holds the gateway's links, keyed by cell server id.
@@ -53,17 +63,23 @@ type peerLinks struct {
 	met       *serverMetrics
 
 	// onMessage is called on a link's reader goroutine for every decoded frame after the
-	// hello, with the time it was read (msg, and the bytes in it, only valid during the call); onReset when a connection that completed its hello
-	// ends, and again when it is back if frames were dropped meanwhile. Both may block briefly
-	// (they take the Server's lock); neither is called with peerLinks.mu held.
+	// hello, with the time it was read (msg, and the bytes in it, only valid during the call);
+	// onReset when a connection that completed its hello ends, and again when it is back if
+	// frames were dropped meanwhile or the server restarted (its queue discarded). Both may
+	// block briefly (they take the Server's lock); neither is called with peerLinks.mu held.
 	onMessage func(from raftmeta.ServerID, msg wire.PeerMessage, at time.Time)
 	onReset   func(server raftmeta.ServerID)
 
-	dropNoLink, dropFull prometheus.Counter // met.linkDropped by reason, resolved once
+	dropNoLink, dropFull, dropRestarted prometheus.Counter // met.linkDropped by reason, resolved once
 
 	mu    sync.Mutex // guards links, done
 	links map[raftmeta.ServerID]*link
 	done  bool
+
+	// draining is closed by close: the links deliver their queues by drainBy (set before),
+	// then end.
+	draining chan struct{}
+	drainBy  time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -86,14 +102,20 @@ type link struct {
 
 	up      atomic.Bool
 	dropped atomic.Int64 // frames dropped since the last connection ended
+
+	// The incarnation in the server's hello on the last connection (helloed: there was one);
+	// only the link's run goroutine uses them.
+	lastInc uint64
+	helloed bool
 }
 
 func newPeerLinks(ctx context.Context, home, inc uint64, met *serverMetrics, log *slog.Logger) *peerLinks {
 	ctx, cancel := context.WithCancel(ctx)
 	return &peerLinks{home: home, inc: inc, log: log, met: met,
-		dropNoLink: met.linkDropped.WithLabelValues("no_link"),
-		dropFull:   met.linkDropped.WithLabelValues("queue_full"),
-		links:      map[raftmeta.ServerID]*link{}, ctx: ctx, cancel: cancel}
+		dropNoLink:    met.linkDropped.WithLabelValues("no_link"),
+		dropFull:      met.linkDropped.WithLabelValues("queue_full"),
+		dropRestarted: met.linkDropped.WithLabelValues("server_restarted"),
+		links:         map[raftmeta.ServerID]*link{}, draining: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // setServers makes the links follow the map: a link for every server with a peer address
@@ -139,17 +161,6 @@ func (p *peerLinks) setServers(servers []raftmeta.Server) {
 }
 
 func (l *link) end() { l.cancel() }
-
-// send queues an encoded frame for a server (copied); it never blocks. It reports false (and
-// counts) when there is no link to that server or its queue is full.
-func (p *peerLinks) send(to raftmeta.ServerID, frame []byte) bool {
-	l := p.queueFor(to)
-	if l == nil {
-		return false
-	}
-	l.q = append(l.q, frame...)
-	return l.queued()
-}
 
 // sendMsg encodes m straight into a server's queue; it never blocks. It reports false (and
 // counts) when there is no link to that server or its queue is full, and returns the encoding
@@ -213,6 +224,25 @@ func (l *link) take(buf []byte) ([]byte, int) {
 	return q, n
 }
 
+// discard empties the queue and returns how many frames were in it.
+func (l *link) discard() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.qn
+	if cap(l.q) > linkKeepBuffer {
+		l.q = nil
+	}
+	l.q, l.qn = l.q[:0], 0
+	return n
+}
+
+// empty reports whether nothing is queued.
+func (l *link) empty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.qn == 0
+}
+
 // up is the number of links whose hello exchange completed and that are still connected.
 func (p *peerLinks) up() int {
 	p.mu.Lock()
@@ -226,25 +256,59 @@ func (p *peerLinks) up() int {
 	return n
 }
 
-// close ends every link (after a short flush of what is queued) and waits for their
-// goroutines.
+// close ends every link and waits for their goroutines. First the links deliver what is
+// queued (the leaves of the sessions that ended) for up to linkFlushOnClose, those that are
+// down included (they try to connect at once): best effort, see the top of this file. Frames
+// queued meanwhile (by the readers' messages) go out too if there is time; after close, none
+// is queued.
 func (p *peerLinks) close() {
 	p.mu.Lock()
-	p.done = true
-	for id, l := range p.links {
-		delete(p.links, id)
-		l.end()
+	if p.done {
+		p.mu.Unlock()
+		p.wg.Wait()
+		return
 	}
+	p.done = true
+	p.drainBy = time.Now().Add(linkFlushOnClose)
+	close(p.draining)
 	p.mu.Unlock()
+	deadline := time.AfterFunc(linkFlushOnClose, p.cancel) // every link ends by then
 	p.wg.Wait()
+	deadline.Stop()
 	p.cancel()
+	p.mu.Lock()
+	clear(p.links)
+	p.mu.Unlock()
 }
 
-// run keeps a link connected until it is stopped.
+// isDraining reports whether close began.
+func (p *peerLinks) isDraining() bool {
+	select {
+	case <-p.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// flushBy is the deadline of a last flush starting now: the shutdown's, or linkFlushOnClose
+// from now for a link whose server left the map.
+func (p *peerLinks) flushBy() time.Time {
+	if p.isDraining() {
+		return p.drainBy
+	}
+	return time.Now().Add(linkFlushOnClose)
+}
+
+// run keeps a link connected until it is stopped, or at shutdown until its queue is delivered.
 func (p *peerLinks) run(l *link) {
 	defer p.wg.Done()
 	backoff := linkBackoffMin
+	draining := p.draining // nil once seen
 	for l.ctx.Err() == nil {
+		if p.isDraining() && l.empty() {
+			return // shutting down with nothing left to deliver
+		}
 		l.mu.Lock()
 		addr := l.addr
 		l.mu.Unlock()
@@ -257,20 +321,29 @@ func (p *peerLinks) run(l *link) {
 			case <-l.ctx.Done():
 				return
 			case <-l.kick:
+			case <-draining: // shutdown: try again at once to deliver the queue
+				draining = nil
 			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, linkBackoffMax)
+			if p.isDraining() {
+				backoff = linkBackoffMin // the drain's deadline bounds the attempts
+			} else {
+				backoff = min(backoff*2, linkBackoffMax)
+			}
 			continue
 		}
 		backoff = linkBackoffMin
-		p.serve(l, c)
+		if p.serve(l, c) {
+			return
+		}
 	}
 }
 
 // linkConn is a connection whose hellos were exchanged.
 type linkConn struct {
 	net.Conn
-	r *wire.PeerReader // positioned after the server's hello
+	r   *wire.PeerReader // positioned after the server's hello
+	inc uint64           // the incarnation in the server's hello
 }
 
 // connect dials addr, says hello and checks the server's answer.
@@ -323,34 +396,47 @@ func (p *peerLinks) connect(l *link, addr string) (*linkConn, error) {
 		return nil, ctx.Err()
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &linkConn{Conn: c, r: r}, nil
+	return &linkConn{Conn: c, r: r, inc: h.Incarnation}, nil
 }
 
 // serve runs a connected link: the reader on its own goroutine, the writer here, until either
-// fails, the address changes or the link is stopped.
-func (p *peerLinks) serve(l *link, c *linkConn) {
+// fails, the address changes or the link is stopped (reported: stopped, the link ends).
+//
+// If the server restarted since the last connection (another incarnation in its hello), what
+// was queued before this connection came up was meant for the previous process: it is
+// discarded (counted), and the reset makes the Router resend what matters.
+func (p *peerLinks) serve(l *link, c *linkConn) (stopped bool) {
+	restarted := l.helloed && c.inc != l.lastInc
+	if restarted {
+		n := l.discard()
+		p.dropRestarted.Add(float64(n))
+		p.log.Info("gateway: cell server restarted: frames queued for its previous process discarded",
+			"server", l.to, "incarnation", c.inc, "previous", l.lastInc, "discarded", n)
+	}
+	l.lastInc, l.helloed = c.inc, true
 	l.up.Store(true)
 	p.met.linksUp.Inc()
 	p.log.Info("gateway: peer link up", "server", l.to, "addr", c.RemoteAddr().String())
-	if l.dropped.Swap(0) > 0 {
-		p.onReset(l.to) // frames were dropped while it was down: resend what matters
+	if l.dropped.Swap(0) > 0 || restarted {
+		p.onReset(l.to) // frames were dropped (or discarded) while it was down: resend what matters
 	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		p.read(l, c)
 	}()
-	stopped := p.write(l, c, readerDone)
+	stopped = p.write(l, c, readerDone)
 	c.Close()
 	<-readerDone
 	l.up.Store(false)
 	p.met.linksUp.Dec()
 	if stopped {
 		p.log.Info("gateway: peer link closed", "server", l.to)
-		return
+		return true
 	}
 	p.log.Warn("gateway: peer link down", "server", l.to)
 	p.onReset(l.to)
+	return false
 }
 
 // read decodes the server's frames until the connection ends. A FrameMsg (nearly all the
@@ -390,15 +476,19 @@ func (p *peerLinks) read(l *link, c *linkConn) {
 }
 
 // write sends the queue until an error, a new address or a stop; it reports whether the link
-// was stopped (shutdown or the server left the map). Everything queued goes out in one Write.
-// Frames taken from the queue when a write fails are lost with the connection (as frames in
-// flight are): the reset that follows makes the Router resend what matters.
+// was stopped (shutdown or the server left the map), after a last flush. Everything queued
+// goes out in one Write. Frames taken from the queue when a write fails are lost with the
+// connection (as frames in flight are): the reset that follows makes the Router resend what
+// matters.
 func (p *peerLinks) write(l *link, c *linkConn, readerDone <-chan struct{}) (stopped bool) {
 	var buf []byte
 	for {
 		select {
 		case <-l.ctx.Done():
-			p.flush(l, c, buf)
+			p.flush(l, c, buf, p.flushBy())
+			return true
+		case <-p.draining:
+			p.flush(l, c, buf, p.drainBy)
 			return true
 		case <-l.kick:
 			return false // reconnect to the new address
@@ -419,12 +509,19 @@ func (p *peerLinks) write(l *link, c *linkConn, readerDone <-chan struct{}) (sto
 	}
 }
 
-// flush writes what is queued (the leaves of closing sessions, at shutdown), briefly.
-func (p *peerLinks) flush(l *link, c *linkConn, buf []byte) {
-	_ = c.SetWriteDeadline(time.Now().Add(linkFlushOnClose))
-	if buf, n := l.take(buf); n > 0 {
-		if _, err := c.Write(buf); err == nil {
-			p.met.linkSent.Add(float64(n))
+// flush writes what is queued (the leaves of closing sessions, at shutdown) until the queue
+// is empty, a write fails or the deadline passes.
+func (p *peerLinks) flush(l *link, c *linkConn, buf []byte, deadline time.Time) {
+	_ = c.SetWriteDeadline(deadline)
+	for time.Now().Before(deadline) {
+		var n int
+		if buf, n = l.take(buf); n == 0 {
+			return
 		}
+		if _, err := c.Write(buf); err != nil {
+			p.log.Debug("gateway: peer link flush", "server", l.to, "err", err)
+			return
+		}
+		p.met.linkSent.Add(float64(n))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,10 @@ const TickPeriod = 50 * time.Millisecond
 type ServerConfig struct {
 	// ID is the gateway's id, ≥ 1; on the peer link it is Home = wire.GatewayIDBase + ID.
 	ID uint64
-	// Incarnation changes every time the process starts (sent in the peer hello).
+	// Incarnation changes every time the process starts (sent in the peer hello). Unless
+	// Edge.FirstSessionID is set, the first session id is derived from it
+	// (FirstSessionIDFor): cell servers may still send frames for the sessions of the
+	// gateway's previous process (same ID), and a new session must not take one of their ids.
 	Incarnation uint64
 	// Meta lists the metadata nodes' HTTP addresses (host:port).
 	Meta []string
@@ -115,7 +119,9 @@ type Server struct {
 }
 
 // NewServer binds the client listeners (KCP, and WebSocket if cfg.WSListen is set); Run
-// follows the map, links to the cell servers and serves. ctx bounds the peer links.
+// follows the map, links to the cell servers and serves. The peer links get ctx's values but
+// not its cancellation: they end when Run returns, after delivering what is queued (the
+// sessions' Leaves), even if ctx is the one that stops Run.
 func NewServer(ctx context.Context, cfg ServerConfig, reg prometheus.Registerer, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -124,6 +130,9 @@ func NewServer(ctx context.Context, cfg ServerConfig, reg prometheus.Registerer,
 		log = slog.Default()
 	}
 	cfg.Router.Home = cfg.Home()
+	if cfg.Edge.FirstSessionID == 0 {
+		cfg.Edge.FirstSessionID = FirstSessionIDFor(cfg.Incarnation)
+	}
 	router, err := NewRouter(cfg.Router)
 	if err != nil {
 		return nil, err
@@ -146,7 +155,7 @@ func NewServer(ctx context.Context, cfg ServerConfig, reg prometheus.Registerer,
 			return nil, err
 		}
 	}
-	s.links = newPeerLinks(ctx, s.home, cfg.Incarnation, s.met, log)
+	s.links = newPeerLinks(context.WithoutCancel(ctx), s.home, cfg.Incarnation, s.met, log)
 	s.links.onMessage = s.peer
 	s.links.onReset = s.linkReset
 	return s, nil
@@ -175,8 +184,13 @@ func (s *Server) Stats() RouterStats {
 func (s *Server) LinksUp() int { return s.links.up() }
 
 // Run follows the partition map, keeps the peer links and serves clients until ctx ends;
-// then it closes the client edge (every session's Leave is queued), the links (after a brief
-// flush) and waits for its goroutines. It may be called once.
+// then it closes the client edge (every session's Leave is queued for its cell server), the
+// links (after a brief flush) and waits for its goroutines. It may be called once.
+//
+// The Leaves at shutdown are best effort: the links get linkFlushOnClose to deliver their
+// queues, a link that is down at the time included (it tries to connect at once); what is
+// not delivered by then is lost (the cell servers end the entities when the gateway's link
+// closes or the entities go stale).
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
@@ -202,13 +216,25 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("gateway serving", "id", s.cfg.ID, "home", s.home, "kcp", s.Addr().String(), "websocket", addrString(s.WSAddr()), "meta", s.cfg.Meta)
 
 	<-ctx.Done()
-	err := s.edge.Close() // sessions end: their Leaves go to the link queues
+	err := s.edge.Close() // sessions end: each posts its Close (Backend), so its Leave is due
 	wg.Wait()
-	s.links.close()
+	s.closeLinks()
 	if serr := <-serveErr; err == nil {
 		err = serr
 	}
 	return err
+}
+
+// closeLinks ends the peer links once every session event posted so far has run (the edge is
+// closed: its sessions' Close events, with their Leaves, are all posted). A Close may still
+// wait in the session-event queue, or its Leave be made by the goroutine that holds mu (a link
+// reader, which runs the queue as it unlocks): taking mu waits for that holder and runs what
+// is queued, so every Leave is in a link queue before the links flush them (until empty or
+// linkFlushOnClose, best effort: see peerLinks.close).
+func (s *Server) closeLinks() {
+	s.lock()
+	s.unlock()
+	s.links.close()
 }
 
 func addrString(a net.Addr) string {
@@ -558,7 +584,9 @@ func (s *Server) countStats() {
 	}
 }
 
-// routerEvents are the labels of meridian_gateway_router_events_total and their counters.
+// routerEvents are the labels of meridian_gateway_router_events_total and their counters:
+// every RouterStats field but the six with a metric of their own (countStats; a test checks
+// that each field is exported once).
 var routerEvents = [...]struct {
 	label string
 	count func(*RouterStats) int
@@ -575,6 +603,20 @@ var routerEvents = [...]struct {
 	{"refused", func(s *RouterStats) int { return s.Refused }},
 	{"unrouted", func(s *RouterStats) int { return s.Unrouted }},
 	{"ignored", func(s *RouterStats) int { return s.Ignored }},
+	{"drop_sent", func(s *RouterStats) int { return s.DropsSent }},
+	{"epoch_conflict", func(s *RouterStats) int { return s.EpochConflicts }},
+	{"late_snapshot", func(s *RouterStats) int { return s.LateSnapshots }},
+	{"synth_welcome", func(s *RouterStats) int { return s.SynthWelcomes }},
+	{"orphan_interaction", func(s *RouterStats) int { return s.OrphanInteractions }},
+}
+
+// routerEventLabels lists the routerEvents labels, comma-separated.
+func routerEventLabels() string {
+	labels := make([]string, len(routerEvents))
+	for i, e := range routerEvents {
+		labels[i] = e.label
+	}
+	return strings.Join(labels, ", ")
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -652,10 +694,10 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	}
 	dropped := promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_gateway_link_frames_dropped_total",
-		Help: "Peer messages for cell servers not queued, by reason (queue_full, no_link, invalid); the router resends inputs and joins."}, []string{"reason"}))
+		Help: "Peer messages for cell servers not queued, by reason (queue_full, no_link, invalid), or discarded from a link's queue because the server restarted while the link was down (server_restarted); the router resends inputs and joins."}, []string{"reason"}))
 	events := promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_gateway_router_events_total",
-		Help: "Other router events: join, join_retry, join_lost, early_frame, bad_frame, dup_interaction, pending_overflow, replayed_input, rejected, refused, unrouted, ignored."}, []string{"event"}))
+		Help: "Other router events, by event (" + routerEventLabels() + "); see gateway.RouterStats."}, []string{"event"}))
 	var eventCounters [len(routerEvents)]prometheus.Counter
 	for i, e := range routerEvents {
 		eventCounters[i] = events.WithLabelValues(e.label)

@@ -40,9 +40,12 @@ type fakeCell struct {
 	id    raftmeta.ServerID
 	ln    net.Listener
 	conns chan *fakeConn
+	stop  chan struct{} // closed when the test ends: connections stop delivering messages
 
 	mu      sync.Mutex
 	answers []wire.PeerHelloMsg // hellos for the next connections (then the right one)
+	inc     uint64              // the incarnation in the right hello (0: 1)
+	paused  bool                // hang up on new connections before the hello
 }
 
 // fakeConn is one accepted gateway connection.
@@ -60,7 +63,7 @@ func newFakeCell(t *testing.T, id raftmeta.ServerID) *fakeCell {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeCell{t: t, id: id, ln: ln, conns: make(chan *fakeConn, 16)}
+	f := &fakeCell{t: t, id: id, ln: ln, conns: make(chan *fakeConn, 16), stop: make(chan struct{})}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var open []net.Conn
@@ -80,6 +83,7 @@ func newFakeCell(t *testing.T, id raftmeta.ServerID) *fakeCell {
 		}
 	}()
 	t.Cleanup(func() {
+		close(f.stop) // nobody reads the connections' messages any more
 		ln.Close()
 		mu.Lock()
 		for _, c := range open {
@@ -92,6 +96,20 @@ func newFakeCell(t *testing.T, id raftmeta.ServerID) *fakeCell {
 }
 
 func (f *fakeCell) addr() string { return f.ln.Addr().String() }
+
+// setIncarnation makes the next connections' hellos carry incarnation inc (a restart).
+func (f *fakeCell) setIncarnation(inc uint64) {
+	f.mu.Lock()
+	f.inc = inc
+	f.mu.Unlock()
+}
+
+// pause makes the fake server hang up on new connections before its hello (while paused).
+func (f *fakeCell) pause(paused bool) {
+	f.mu.Lock()
+	f.paused = paused
+	f.mu.Unlock()
+}
 
 // answerNext makes the next connections get these hellos instead of the right one.
 func (f *fakeCell) answerNext(h ...wire.PeerHelloMsg) {
@@ -112,8 +130,13 @@ func (f *fakeCell) serve(c net.Conn) {
 		c.Close()
 		return
 	}
-	answer := wire.PeerHelloMsg{Server: uint64(f.id), Incarnation: 1, Version: wire.PeerProtocolVersion}
 	f.mu.Lock()
+	answer := wire.PeerHelloMsg{Server: uint64(f.id), Incarnation: max(f.inc, 1), Version: wire.PeerProtocolVersion}
+	if f.paused {
+		f.mu.Unlock()
+		c.Close()
+		return
+	}
 	wrong := len(f.answers) > 0
 	if wrong {
 		answer, f.answers = f.answers[0], f.answers[1:]
@@ -141,7 +164,11 @@ func (f *fakeCell) serve(c net.Conn) {
 			f.t.Errorf("the gateway sent a malformed %v: %v", typ, err)
 			return
 		}
-		fc.msgs <- m
+		select {
+		case fc.msgs <- m:
+		case <-f.stop:
+			return
+		}
 	}
 }
 
@@ -346,6 +373,9 @@ func TestServerRoutesThroughLink(t *testing.T) {
 	if j.Home != srv.Home() || j.Client == 0 || j.Resume != 0 {
 		t.Fatalf("join %+v", j)
 	}
+	if j.Client != uint32(FirstSessionIDFor(9)) {
+		t.Fatalf("first session id %d, want %d (from incarnation 9)", j.Client, FirstSessionIDFor(9))
+	}
 	if j.X < 0 || j.X > wire.QuantisePos(256) || j.Z < 0 || j.Z > wire.QuantisePos(256) {
 		t.Fatalf("spawn (%d, %d) outside the 256 m world", j.X, j.Z)
 	}
@@ -508,12 +538,11 @@ func TestPeerLinkHello(t *testing.T) {
 
 	links.setServers([]raftmeta.Server{{ID: 7, Addr: cell.addr()}, {ID: 9}}) // 9: no address, no link
 	leave := wire.LeaveMsg{Home: wire.GatewayIDBase + 5, Client: 1, Entity: 3}
-	b, _ := leave.AppendFrame(nil)
-	if !links.send(7, b) {
-		t.Fatal("frame for a known server not queued")
+	if ok, err := links.sendMsg(7, &leave); !ok || err != nil {
+		t.Fatalf("frame for a known server not queued: %v", err)
 	}
-	if links.send(9, b) {
-		t.Fatal("frame for a server without a link queued")
+	if ok, err := links.sendMsg(9, &leave); ok || err != nil {
+		t.Fatalf("frame for a server without a link queued: %v", err)
 	}
 
 	fc := cell.conn() // the third connection, past two bad hellos
@@ -592,5 +621,39 @@ func TestServerConfigValidate(t *testing.T) {
 	}
 	if _, err := NewServer(context.Background(), ServerConfig{}, nil, nil); err == nil {
 		t.Fatal("NewServer accepted a zero config")
+	}
+}
+
+// TestServerFirstSessionID: the gateway numbers its sessions from an id derived from its
+// incarnation, so a restarted gateway (same ID) does not reuse the previous process's ids;
+// an explicit Edge.FirstSessionID is kept.
+func TestServerFirstSessionID(t *testing.T) {
+	for _, tc := range []struct {
+		inc   uint64
+		first SessionID
+		want  SessionID
+	}{
+		{inc: 1, want: FirstSessionIDFor(1)},
+		{inc: 2, want: FirstSessionIDFor(2)},
+		{inc: 2, first: 5, want: 5},
+	} {
+		cfg := DefaultServerConfig()
+		cfg.Incarnation = tc.inc
+		cfg.Edge.Listen = "127.0.0.1:0"
+		cfg.Edge.FirstSessionID = tc.first
+		s, err := NewServer(context.Background(), cfg, nil, quietLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.edge.mu.Lock()
+		got := s.edge.nextID
+		s.edge.mu.Unlock()
+		s.edge.Close()
+		if got != tc.want {
+			t.Errorf("incarnation %d, Edge.FirstSessionID %d: first id %d, want %d", tc.inc, tc.first, got, tc.want)
+		}
+	}
+	if FirstSessionIDFor(1) == FirstSessionIDFor(2) {
+		t.Fatal("incarnations 1 and 2 start at the same session id")
 	}
 }
