@@ -1,6 +1,7 @@
 package cellserver
 
 import (
+	"iter"
 	"math"
 	"slices"
 
@@ -226,22 +227,30 @@ type viewSeed struct {
 // (wire.ViewMsg, on the same link just before the handoff), so its first view there keeps the
 // same entities and nothing blinks out and back at the border.
 func (m *Member) sendViews() {
-	for _, p := range m.pos {
-		if p.Ghost || p.Client == 0 {
-			continue
-		}
-		if _, leaving := slices.BinarySearch(m.ids, p.ID); !leaving {
-			continue
-		}
-		c := m.lookup.at(p.X, p.Z)
-		if c == nil {
-			continue
-		}
+	for p, to := range m.departingClients() {
 		ids := m.world.clientView(nil, p.Client)
 		if len(ids) > wire.MaxViewIDs {
 			ids = ids[:wire.MaxViewIDs]
 		}
-		m.send(c.Owner, &wire.ViewMsg{Entity: p.ID, IDs: ids})
+		m.send(to, &wire.ViewMsg{Entity: p.ID, IDs: ids})
+	}
+}
+
+// departingClients yields the entities with a client that this tick's handoffs (m.ids,
+// positions in m.pos) take away, with the server each goes to.
+func (m *Member) departingClients() iter.Seq2[EntityPos, raftmeta.ServerID] {
+	return func(yield func(EntityPos, raftmeta.ServerID) bool) {
+		for _, p := range m.pos {
+			if p.Ghost || p.Client == 0 {
+				continue
+			}
+			if _, leaving := slices.BinarySearch(m.ids, p.ID); !leaving {
+				continue
+			}
+			if c := m.lookup.at(p.X, p.Z); c != nil && !yield(p, c.Owner) {
+				return
+			}
+		}
 	}
 }
 
@@ -257,18 +266,7 @@ func (m *Member) preghost(t wire.Tick) {
 	r := m.cfg.World.AOILeaveRadius * wire.PosUnitsPerMetre
 	r2 := r * r
 	var sent map[raftmeta.ServerID]map[wire.EntityID]bool
-	for _, p := range m.pos {
-		if p.Ghost || p.Client == 0 {
-			continue
-		}
-		if _, leaving := slices.BinarySearch(m.ids, p.ID); !leaving {
-			continue
-		}
-		c := m.lookup.at(p.X, p.Z)
-		if c == nil {
-			continue
-		}
-		to := c.Owner
+	for p, to := range m.departingClients() {
 		for _, q := range m.pos {
 			if q.Ghost || q.ID == p.ID {
 				continue
