@@ -32,13 +32,16 @@ type benchServer struct {
 // sim-tests/gatewaycluster): the frame is a few hundred bytes, as forwarded there.
 const benchSnapshotSlots = 30
 
-func newBenchServer(b *testing.B, n int) *benchServer {
-	b.Helper()
+// newSocketlessServer is a gateway Server without client sockets, a metadata service or
+// connections: the edge's sessions are made by hand, the links have no address yet, Run is not
+// called (no ticks, so the Router resends nothing by itself).
+func newSocketlessServer(tb testing.TB) *Server {
+	tb.Helper()
 	cfg := DefaultServerConfig()
 	cfg.Router.Home = cfg.Home()
 	router, err := NewRouter(cfg.Router)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	met := newServerMetrics(reg)
@@ -49,6 +52,12 @@ func newBenchServer(b *testing.B, n int) *benchServer {
 		rng: rand.New(rand.NewPCG(1, 2))}
 	s.links = newPeerLinks(context.Background(), s.home, 1, met, quietLog)
 	s.links.onMessage, s.links.onReset = s.peer, s.linkReset
+	return s
+}
+
+func newBenchServer(b *testing.B, n int) *benchServer {
+	b.Helper()
+	s := newSocketlessServer(b)
 	bs := &benchServer{s: s, entity: make([]wire.EntityID, n+1), owner: make([]raftmeta.ServerID, n+1),
 		seq: make([]uint32, n+1), snaps: make([][]byte, 1)}
 	// Two cell servers (testMap: west 1, east 2), linked without connections.
@@ -69,7 +78,7 @@ func newBenchServer(b *testing.B, n int) *benchServer {
 
 	for i := 1; i <= n; i++ {
 		id := SessionID(i)
-		edge.sessions[id] = newSession(edge, id, transport{name: "kcp", ip: "127.0.0.1"})
+		s.edge.sessions[id] = newSession(s.edge, id, transport{name: "kcp", ip: "127.0.0.1"})
 		bs.sessions = append(bs.sessions, id)
 		s.Open(id, nil)
 	}

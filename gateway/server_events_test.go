@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
@@ -23,21 +22,7 @@ import (
 // Run is not called: no ticks, so the Router resends nothing by itself.
 func newLinkedServer(t *testing.T, west, east *fakeCell) *Server {
 	t.Helper()
-	cfg := DefaultServerConfig()
-	cfg.Router.Home = cfg.Home()
-	router, err := NewRouter(cfg.Router)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	met := newServerMetrics(reg)
-	edge := &Listener{cfg: cfg.Edge, metrics: NewMetrics(reg), log: quietLog,
-		sessions: map[SessionID]*Session{}, perIP: map[string]int{}}
-	s := &Server{cfg: cfg, home: cfg.Home(), log: quietLog, edge: edge, met: met,
-		ready: make(chan struct{}), router: router, early: map[SessionID]struct{}{},
-		rng: rand.New(rand.NewPCG(1, 2))}
-	s.links = newPeerLinks(context.Background(), s.home, 1, met, quietLog)
-	s.links.onMessage, s.links.onReset = s.peer, s.linkReset
+	s := newSocketlessServer(t)
 	t.Cleanup(s.links.close)
 
 	mp := testMap(1, west.id, east.id)
