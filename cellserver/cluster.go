@@ -57,9 +57,12 @@ type Cluster struct {
 	holdReq  chan chan Holdings
 	dropReq  chan chan struct{} // the heartbeat goroutine learnt this server was declared dead
 
-	mi   MemberInput
-	idle StepOutput
-	enc  []byte
+	ckpt     *checkpointer         // nil: no checkpoints
+	fatal    chan error            // the store failed
+	fatalErr atomic.Pointer[error] // what Run returns after a store failure
+	mi       MemberInput
+	idle     StepOutput
+	enc      []byte
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
@@ -84,6 +87,13 @@ type ClusterConfig struct {
 	MaxCatchUp int
 	// Seed seeds spawn points.
 	Seed uint64
+	// CheckpointDir (empty: none) is the local Pebble store the server checkpoints its cells
+	// to every CheckpointEvery ticks, and restores them from when it restarts while the map
+	// still gives it those cells. OnFatal is called if the store fails to sync: the process
+	// must stop (nil: Run returns the error).
+	CheckpointDir   string
+	CheckpointEvery int
+	OnFatal         func(error)
 }
 
 // DefaultClusterConfig returns a configuration for server id, incarnation inc.
@@ -99,6 +109,7 @@ func DefaultClusterConfig(id raftmeta.ServerID, inc uint64) ClusterConfig {
 		FenceMargin:       500 * time.Millisecond,
 		MaxCatchUp:        3,
 		Seed:              uint64(id),
+		CheckpointEvery:   20,
 	}
 }
 
@@ -119,6 +130,8 @@ func (c ClusterConfig) Validate() error {
 		return configErr("ClusterConfig.FenceMargin", c.FenceMargin, "must be in (0, LeaseTTL − HeartbeatInterval = %v)", c.LeaseTTL-c.HeartbeatInterval)
 	case c.MaxCatchUp < 1:
 		return configErr("ClusterConfig.MaxCatchUp", c.MaxCatchUp, "must be ≥ 1")
+	case c.CheckpointDir != "" && (c.CheckpointEvery < 1 || c.CheckpointEvery > 20*60):
+		return configErr("ClusterConfig.CheckpointEvery", c.CheckpointEvery, "must be in [1, 1200] ticks")
 	}
 	if c.Edge.Listen != "" {
 		if err := c.Edge.Validate(); err != nil {
@@ -186,6 +199,22 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 		staged:  make(chan raftmeta.Staged, 1024),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 2)),
 		clock0:  time.Now(),
+		fatal:   make(chan error, 1),
+	}
+	if cfg.CheckpointDir != "" {
+		onFatal := func(err error) {
+			log.Error("local store failed: the server must stop", "err", err)
+			if cfg.OnFatal != nil {
+				cfg.OnFatal(err)
+			}
+			select {
+			case c.fatal <- err:
+			default:
+			}
+		}
+		if c.ckpt, err = openCheckpointer(cfg.CheckpointDir, reg, log, onFatal); err != nil {
+			return nil, err
+		}
 	}
 	if c.peers, err = listenPeers(ctx, cfg.PeerListen, cfg.Member.Server, cfg.Member.Incarnation, reg, log); err != nil {
 		return nil, err
@@ -286,6 +315,23 @@ func (c *Cluster) Run(ctx context.Context) error {
 	if c.member, err = NewMember(mcfg); err != nil {
 		return fmt.Errorf("cellserver: the map's world: %w", err)
 	}
+	if c.ckpt != nil {
+		defer c.ckpt.close()
+		t0 := wire.Tick(time.Since(time.Unix(0, mp.World.Epoch)) / (time.Second / time.Duration(c.cfg.Member.World.TickHz)))
+		if n := c.ckpt.restore(c.member, mp, c.cfg.Member.Server, t0); n > 0 {
+			c.log.Info("restored entities from the local checkpoints", "entities", n)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); c.ckpt.run(ctx) }()
+		go func() {
+			select {
+			case <-ctx.Done():
+			case err := <-c.fatal:
+				c.fatalErr.Store(&err)
+				cancel()
+			}
+		}()
+	}
 	dcfg := DriverConfig{Epoch: time.Unix(0, mp.World.Epoch), TickHz: c.cfg.Member.World.TickHz, MaxCatchUp: c.cfg.MaxCatchUp}
 	drv, err := NewDriver(c, dcfg, nil, c.Metrics)
 	if err != nil {
@@ -315,6 +361,9 @@ func (c *Cluster) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.proposeStaged(ctx) }()
 	err = drv.Run(ctx)
 	cancel()
+	if fe := c.fatalErr.Load(); fe != nil && err == nil {
+		err = *fe
+	}
 	if lerr := <-errc; err == nil {
 		err = lerr
 	}
@@ -524,6 +573,9 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		c.toEdge(out)
 	}
 	c.countStats()
+	if c.ckpt != nil && !fenced && in.Tick%wire.Tick(c.cfg.CheckpointEvery) == 0 {
+		c.ckpt.offer(c.member.Checkpoints(in.Tick))
+	}
 	for len(c.holdReq) > 0 {
 		ch := <-c.holdReq
 		h := Holdings{Tick: in.Tick, WorldTick: c.member.World().Tick(), Fenced: fenced, MapVersion: c.applied}

@@ -340,6 +340,8 @@ type MemberStats struct {
 	GatewayJoins, Resumed, SessionsIdled int
 	// StaleCopiesDropped: copies a gateway found stale (a newer copy sends it frames) dropped.
 	StaleCopiesDropped int
+	// Restored: entities brought back from this server's own checkpoints after a restart.
+	Restored int
 	// Interactions applied here (from the actor's client), delivered here (to their target),
 	// duplicates not delivered again, given up (undelivered after RememberTicks), and
 	// interactions of sessions homed here whose entity is elsewhere (need a gateway).

@@ -34,6 +34,7 @@ type cellOptions struct {
 	peer       string
 	capacity   int
 	leaseTTL   time.Duration
+	ckptEvery  int
 	logLevel   string
 }
 
@@ -54,6 +55,7 @@ func addCellFlags(fs *flag.FlagSet, o *cellOptions, listen, metrics string, worl
 	fs.StringVar(&o.peer, "peer", "127.0.0.1:0", "cluster mode: TCP address for peer links from other cell servers")
 	fs.IntVar(&o.capacity, "capacity", 5000, "cluster mode: entities this server is sized for")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 3*time.Second, "cluster mode: lease asked for at every renewal (renewed every second)")
+	fs.IntVar(&o.ckptEvery, "checkpoint-every", 20, "cluster mode: ticks between checkpoints of the owned cells to the local Pebble store in --data (0: none)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -78,6 +80,16 @@ func (o *cellOptions) clusterConfig(inc uint64) (cellserver.ClusterConfig, error
 	c.Edge.MaxSessions = o.maxClients
 	c.Capacity = o.capacity
 	c.LeaseTTL = o.leaseTTL
+	if o.ckptEvery > 0 {
+		c.CheckpointDir = filepath.Join(o.data, "pebble")
+		c.CheckpointEvery = o.ckptEvery
+		c.OnFatal = func(err error) {
+			// The Store never retries a failed fsync (what it wrote may be lost): stop now;
+			// the cells go to other servers when the lease lapses.
+			fmt.Fprintf(os.Stderr, "meridian cell: local store failed, stopping: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	c.Seed = o.seed
 	return c, c.Validate()
 }
