@@ -25,9 +25,14 @@
 //     (demo, local development).
 //
 // Built so far: the local Store (checkpoints, outbox) and, for PostgreSQL, the schema, its
-// migrations, the pool and the epoch-fenced player upsert. The position flusher, the
-// inventory transactions, the outbox flusher and recovery are the rest of issue 6, not here
-// yet.
+// migrations, the pool, the epoch-fenced player writes (UpsertPlayers, and FlushPlayers, its
+// COPY-based twin for big batches) and the position Flusher, which the tick goroutine feeds
+// with Offer and which writes every FlushInterval from its own goroutine, keeping its rows
+// through an outage; and the inventory transactions (Loot, Drop, Give, Trade; see below). The
+// cell server checkpoints its cells into the local Store and restores them when it restarts
+// within its lease (cellserver/checkpointer.go). Wiring the Flusher and the inventory
+// operations into the cell server, the outbox flusher, and recovery of a dead server's cells
+// from PostgreSQL are the rest of issue 6, not here yet.
 //
 // # The authoritative store
 //
@@ -42,8 +47,45 @@
 // optimistic concurrency); events, the append-only audit log (UPDATE, DELETE and TRUNCATE fail
 // with SQLSTATE 23001; a UNIQUE idempotency key makes a redelivered event a no-op). Writes are
 // epoch-fenced: UpsertPlayers writes a player only if the stored epoch is not newer than the
-// row's, and counts the rows it did not write as fenced. Its tests run against a real server
-// through internal/pgtest (an ephemeral cluster, or MERIDIAN_TEST_PG_URL).
+// row's, and counts the rows it did not write as fenced; FlushPlayers does the same through
+// COPY into a temporary table and one merge (2–3× faster at 50 000 rows; docs/performance.md).
+// The Flusher (flusher.go) keeps the newest offered row per player (bounded by MaxPending),
+// writes them with FlushPlayers or, below CopyMinRows, UpsertPlayers, retries a failed write
+// with exponential backoff while newer offers replace its rows, drops rows that are fenced or
+// that PostgreSQL refuses on their own (isolated by halving the batch), and exports the
+// meridian_pg_flush_* metrics. Their tests run against a real server through internal/pgtest
+// (an ephemeral cluster, or MERIDIAN_TEST_PG_URL; the Flusher's outage test on a cluster of
+// its own, stopped and restarted).
+//
+// # Inventory transactions
+//
+// Loot, Drop, Give and Trade (pg_inventory.go) each run as one READ COMMITTED transaction,
+// pipelined in two round trips, that carries an idempotency key (1..128 bytes) and records it
+// in the events log in the same transaction: kind "loot", "drop", "give" or "trade", the
+// acting player, and a payload with the request (players, sorted item ids, the drop's cell
+// and position), the outcome ("ok", "not_owner", "item_gone") and the items moved with their
+// new holders and versions. A retry with the same key applies nothing and returns the
+// recorded outcome (InvOutcome.Replayed), whatever happened since; the same key with another
+// request fails with ErrDuplicateKeyMismatch; calls racing with one key apply it once (the
+// loser's INSERT meets the UNIQUE idem_key, and its retry replays). Refusals about the items
+// (ErrNotOwner, ErrItemGone) are outcomes too: recorded, so replayed — and visible to
+// anti-cheat as attempted dupes. ErrUnknownPlayer and invalid arguments record nothing.
+// Every decision is taken on rows locked by one SELECT … ORDER BY id FOR UPDATE, so
+// transactions over the same items queue in id order and cannot deadlock; every change bumps
+// the item's version; a trade checks every item of both sides before moving any. Deadlocks
+// and serialization failures are retried with jittered backoff, a bounded number of times
+// (then ErrContention). PostgreSQL out of reach fails with ErrUnavailable and nothing
+// half-done; a connection lost during COMMIT leaves the outcome unknown to the caller, and
+// the retry with the same key tells it. No epoch fence here, by choice: epochs fence the
+// position flushes, where a zombie server would overwrite newer state blindly; an inventory
+// operation overwrites nothing blindly — it is validated against the authoritative rows
+// under their locks (the giver holds the item, the loot is still on the ground), so a zombie
+// cannot duplicate or lose an item, and its request is a real player intent, keyed so that
+// the new owner's retry of it applies once. Fencing it would refuse valid intents issued just
+// before a handoff (players.epoch lags by a flush interval) without making items any safer.
+// Keys are the inventory operation's own: the outbox must not deliver another event under
+// one. CreatePlayer and CreateItem (setup, tests) record no event; Inventory and CountItems
+// read.
 //
 // # Durability rules
 //

@@ -38,4 +38,36 @@ var (
 	// ErrFormatVersion: the store on disk was written in a format version this build does not
 	// read.
 	ErrFormatVersion = errors.New("persistence: unsupported format version")
+
+	// Inventory transactions (pg_inventory.go). ErrNotOwner and ErrItemGone are refusals
+	// about the items: recorded in the event log under the operation's idempotency key, so a
+	// retry with that key returns the same refusal. ErrUnknownPlayer, ErrDuplicateKeyMismatch
+	// and ErrInvalidArgument record nothing.
+
+	// ErrNotOwner: an item of a drop, give or trade exists but is not held by the player the
+	// operation takes it from (another player holds it, or it lies on the ground).
+	ErrNotOwner = errors.New("persistence: item not owned by the player")
+
+	// ErrItemGone: an item of the operation does not exist, or (loot) is no longer on the
+	// ground: another player took it first.
+	ErrItemGone = errors.New("persistence: item gone")
+
+	// ErrUnknownPlayer: a player of the operation does not exist in PostgreSQL (not created,
+	// or not flushed yet). Nothing was applied or recorded: the same key may be used again.
+	ErrUnknownPlayer = errors.New("persistence: unknown player")
+
+	// ErrDuplicateKeyMismatch: the idempotency key was already used for a different operation
+	// (another kind, other players, items or place). Nothing was applied.
+	ErrDuplicateKeyMismatch = errors.New("persistence: idempotency key reused for a different operation")
+
+	// ErrUnavailable: PostgreSQL could not be reached or dropped the connection (connect
+	// failure, connection lost, server shutting down, too many connections). The transaction
+	// was not committed, except when the connection was lost during its COMMIT: then it
+	// committed whole or not at all, and a retry with the same idempotency key says which
+	// (and applies nothing twice). Never half-done.
+	ErrUnavailable = errors.New("persistence: PostgreSQL unavailable")
+
+	// ErrContention: an inventory transaction kept failing with serialization failures or
+	// deadlocks after its bounded retries. Nothing was applied; retry later with the same key.
+	ErrContention = errors.New("persistence: transaction conflicts persisted after retries")
 )

@@ -39,13 +39,18 @@ var serverSettings = []string{
 	"max_connections=200",
 }
 
-// cluster is a running ephemeral PostgreSQL cluster.
+// cluster is an ephemeral PostgreSQL cluster: initialised by initCluster, its server started
+// by start (again after kill or shutdown: the data directory outlives the process).
 type cluster struct {
 	dir      string   // the temporary directory holding everything; removed by stop
 	lock     *os.File // dir/lock, flocked while the cluster lives
 	adminURL string
 	proc     *os.Process
 	done     chan struct{} // closed when the server process has exited
+
+	bin                 string              // the directory of initdb and postgres
+	id                  *syscall.Credential // who runs the server (nil: ourselves)
+	data, sock, logPath string
 }
 
 // findBinDir returns a directory holding initdb and postgres, or an *unavailableError.
@@ -93,7 +98,22 @@ func hasBinaries(dir string) bool {
 
 // startCluster runs initdb into a new temporary directory and starts the server on a Unix
 // socket there, waiting until it accepts connections.
-func startCluster(bin string) (_ *cluster, err error) {
+func startCluster(bin string) (*cluster, error) {
+	c, err := initCluster(bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(); err != nil {
+		_ = os.RemoveAll(c.dir)
+		_ = c.lock.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// initCluster runs initdb into a new temporary directory, which it locks; the server is not
+// started. On error nothing is left behind.
+func initCluster(bin string) (_ *cluster, err error) {
 	id, err := serverIdentity()
 	if err != nil {
 		return nil, err
@@ -142,30 +162,38 @@ func startCluster(bin string) (_ *cluster, err error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb (%s) failed: %v%s\n%s", filepath.Join(bin, "initdb"), err, rootHint(id), out)
 	}
-
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	args := []string{"-D", data, "-k", sock, "-p", socketPort}
-	for _, s := range serverSettings {
-		args = append(args, "-c", s)
-	}
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.Dir = dir
-	cmd.Env = serverEnv()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = serverProcAttr(id)
-
-	c := &cluster{dir: dir, lock: lock, done: make(chan struct{})}
+	c := &cluster{dir: dir, lock: lock, bin: bin, id: id, data: data, sock: sock, logPath: logPath}
 	c.adminURL = (&url.URL{
 		Scheme:   "postgres",
 		User:     url.User(superuser),
 		Path:     "/postgres",
 		RawQuery: url.Values{"host": {sock}, "port": {socketPort}, "sslmode": {"disable"}}.Encode(),
 	}).String()
+	return c, nil
+}
 
+// start starts the cluster's server (which must not be running) and waits until it accepts
+// connections. On error the server is not running.
+func (c *cluster) start() (err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	args := []string{"-D", c.data, "-k", c.sock, "-p", socketPort}
+	for _, s := range serverSettings {
+		args = append(args, "-c", s)
+	}
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), args...)
+	cmd.Dir = c.dir
+	cmd.Env = serverEnv()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = serverProcAttr(c.id)
+
+	done := make(chan struct{})
+	c.done = done
 	// The parent-death signal is sent when the thread that started the child exits, not the
 	// process: start it from a goroutine locked to its thread, which lives until the server
 	// exits (a locked goroutine's thread is only ever destroyed when the goroutine returns).
@@ -179,10 +207,10 @@ func startCluster(bin string) (_ *cluster, err error) {
 		c.proc = cmd.Process
 		started <- nil
 		_ = cmd.Wait()
-		close(c.done)
+		close(done)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("starting postgres: %v", err)
+		return fmt.Errorf("starting postgres: %v", err)
 	}
 	defer func() {
 		if err != nil {
@@ -192,10 +220,10 @@ func startCluster(bin string) (_ *cluster, err error) {
 
 	for {
 		select {
-		case <-c.done:
-			return nil, fmt.Errorf("postgres exited during start-up%s; its log (%s) ends:\n%s", rootHint(id), logPath, logTail(logPath))
+		case <-done:
+			return fmt.Errorf("postgres exited during start-up%s; its log (%s) ends:\n%s", rootHint(c.id), c.logPath, logTail(c.logPath))
 		case <-ctx.Done():
-			return nil, fmt.Errorf("postgres did not accept connections within %v; its log (%s) ends:\n%s", startTimeout, logPath, logTail(logPath))
+			return fmt.Errorf("postgres did not accept connections within %v; its log (%s) ends:\n%s", startTimeout, c.logPath, logTail(c.logPath))
 		case <-time.After(20 * time.Millisecond):
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -203,7 +231,7 @@ func startCluster(bin string) (_ *cluster, err error) {
 		pcancel()
 		if err == nil {
 			_ = conn.Close(context.Background())
-			return c, nil
+			return nil
 		}
 	}
 }
@@ -259,8 +287,37 @@ func serverAlive(dir string) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func (c *cluster) kill() {
-	_ = c.proc.Signal(syscall.SIGQUIT)
+// kill shuts the server down immediately (SIGQUIT) and waits for it to exit; the next start
+// runs crash recovery. A server not running is left alone.
+func (c *cluster) kill() { c.signal(syscall.SIGQUIT) }
+
+// shutdown shuts the server down cleanly (SIGINT, as pg_ctl stop -m fast: sessions are ended,
+// a checkpoint is written) and waits for it to exit. A server not running is left alone.
+func (c *cluster) shutdown() { c.signal(syscall.SIGINT) }
+
+// running reports whether the server process is alive.
+func (c *cluster) running() bool {
+	if c.proc == nil || c.done == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *cluster) signal(sig syscall.Signal) {
+	if c.proc == nil || c.done == nil {
+		return
+	}
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.proc.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(stopTimeout):

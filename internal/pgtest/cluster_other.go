@@ -14,3 +14,11 @@ func findBinDir() (string, error) {
 func startCluster(string) (*cluster, error) { return nil, errors.New("unreachable") }
 
 func (c *cluster) stop() error { return nil }
+
+func (c *cluster) start() error { return errors.New("unreachable") }
+
+func (c *cluster) kill() {}
+
+func (c *cluster) shutdown() {}
+
+func (c *cluster) running() bool { return false }

@@ -31,6 +31,14 @@
 // owner and root can reach the socket directory), and max_connections=200 so that parallel
 // tests with their own pools do not run out.
 //
+// # A cluster of a test's own
+//
+// NewCluster starts a separate ephemeral cluster that one test can stop (Stop, a fast
+// shutdown; Kill, an immediate one) and start again (Start: same data, same socket, so the
+// connection string from URL stays valid), to see what its code does while PostgreSQL is down.
+// It needs the binaries even when MERIDIAN_TEST_PG_URL is set, and is removed when its test
+// ends.
+//
 // # Finding the binaries
 //
 // initdb and postgres are looked for in MERIDIAN_TEST_PG_BIN if set (and only there), else in
