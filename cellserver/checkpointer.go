@@ -3,6 +3,7 @@ package cellserver
 import (
 	"context"
 	"errors"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"log/slog"
 	"time"
 
@@ -52,8 +53,9 @@ func newCheckpointMetrics(reg prometheus.Registerer) *checkpointMetrics {
 }
 
 // openCheckpointer opens the store in dir; fatal is called once if a sync fails.
-func openCheckpointer(dir string, reg prometheus.Registerer, log *slog.Logger, fatal func(error)) (*checkpointer, error) {
+func openCheckpointer(dir string, fs vfs.FS, reg prometheus.Registerer, log *slog.Logger, fatal func(error)) (*checkpointer, error) {
 	opts := persistence.DefaultStoreOptions()
+	opts.FS = fs
 	opts.Logger = log
 	opts.OnFatal = fatal
 	st, err := persistence.OpenStore(dir, opts)

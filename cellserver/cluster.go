@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -94,6 +95,9 @@ type ClusterConfig struct {
 	CheckpointDir   string
 	CheckpointEvery int
 	OnFatal         func(error)
+	// CheckpointFS is the filesystem of CheckpointDir (nil: the operating system's; tests pass
+	// Pebble's in-memory or fault-injecting ones).
+	CheckpointFS vfs.FS
 }
 
 // DefaultClusterConfig returns a configuration for server id, incarnation inc.
@@ -212,7 +216,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 			default:
 			}
 		}
-		if c.ckpt, err = openCheckpointer(cfg.CheckpointDir, reg, log, onFatal); err != nil {
+		if c.ckpt, err = openCheckpointer(cfg.CheckpointDir, cfg.CheckpointFS, reg, log, onFatal); err != nil {
 			return nil, err
 		}
 	}
