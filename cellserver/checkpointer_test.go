@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meridian-mmo/meridian/persistence"
-	"github.com/meridian-mmo/meridian/raftmeta"
 )
 
 // failSyncs fails every sync of the store's write-ahead log once switched on.
@@ -39,21 +38,8 @@ func (f *failSyncs) MaybeError(op errorfs.Op) error {
 // of its cell to its local store; when a sync of the store fails it calls OnFatal once and Run
 // returns the error (ErrFsync): it never goes on with a store that may have lost a write.
 func TestClusterCheckpointsAndStopsOnFsyncFailure(t *testing.T) {
-	mcfg := raftmeta.DefaultConfig()
-	mcfg.ID, mcfg.Bootstrap = 1, true
-	mcfg.RaftAddr, mcfg.HTTPAddr, mcfg.DataDir = freeTCP(t), freeTCP(t), t.TempDir()
-	mcfg.World = raftmeta.World{Max: [2]float64{256, 256}}
-	mcfg.MinCellSize = 16
-	mcfg.Planner = nil
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := raftmeta.Start(mcfg, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	eventually(t, 10*time.Second, "the meta node leads with a world", func() bool {
-		return node.IsLeader() && len(node.FSM().Map().Cells) > 0
-	})
+	node := startMetaNode(t, log)
 
 	inj := &failSyncs{}
 	fatal := make(chan error, 4)

@@ -39,22 +39,30 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // TestClusterSelfFencing: a cell server registered with a real one-node metadata service
 // simulates while it can renew its lease; when the metadata service goes away it stops
 // simulating before its lease ends (meridian_cell_fenced = 1) and the tick count stalls.
-func TestClusterSelfFencing(t *testing.T) {
+// startMetaNode runs a one-node metadata service (no partitioner) over a 256 m world until it
+// leads with the world's one cell; the test closes it when it ends (closing it twice is fine).
+func startMetaNode(t *testing.T, log *slog.Logger) *raftmeta.Node {
+	t.Helper()
 	mcfg := raftmeta.DefaultConfig()
 	mcfg.ID, mcfg.Bootstrap = 1, true
 	mcfg.RaftAddr, mcfg.HTTPAddr, mcfg.DataDir = freeTCP(t), freeTCP(t), t.TempDir()
 	mcfg.World = raftmeta.World{Max: [2]float64{256, 256}}
 	mcfg.MinCellSize = 16
 	mcfg.Planner = nil
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	node, err := raftmeta.Start(mcfg, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer node.Close()
+	t.Cleanup(func() { node.Close() })
 	eventually(t, 10*time.Second, "the meta node leads with a world", func() bool {
 		return node.IsLeader() && len(node.FSM().Map().Cells) > 0
 	})
+	return node
+}
+
+func TestClusterSelfFencing(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node := startMetaNode(t, log)
 
 	cfg := DefaultClusterConfig(7, 1)
 	cfg.Meta = []string{node.HTTPAddr()}
