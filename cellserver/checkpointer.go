@@ -68,7 +68,9 @@ func openCheckpointer(dir string, fs vfs.FS, reg prometheus.Registerer, log *slo
 // restore brings back, before the first tick, the entities of every cell the map still gives
 // this server at the epoch its checkpoint was written at (a restart within the lease: the cells
 // were not given away). A checkpoint of an older epoch is ignored (the cell changed hands).
-func (cp *checkpointer) restore(m *Member, mp *raftmeta.Map, self raftmeta.ServerID, t wire.Tick) int {
+//
+// fence (nil: none) filters each checkpoint's records before they are restored.
+func (cp *checkpointer) restore(m *Member, mp *raftmeta.Map, self raftmeta.ServerID, t wire.Tick, fence func([]wire.EntityRecord) []wire.EntityRecord) int {
 	n := 0
 	for _, c := range mp.Cells {
 		if c.Owner != self {
@@ -81,6 +83,9 @@ func (cp *checkpointer) restore(m *Member, mp *raftmeta.Map, self raftmeta.Serve
 			continue
 		case !ok || saved.Epoch != uint64(c.Epoch):
 			continue
+		}
+		if fence != nil {
+			saved.Entities = fence(saved.Entities)
 		}
 		k := m.Restore(CellCheckpoint{Cell: c.ID, Epoch: c.Epoch, Tick: wire.Tick(saved.Tick), Entities: saved.Entities}, t)
 		cp.log.Info("checkpoint: restored a cell", "cell", c.ID, "epoch", c.Epoch, "tick", saved.Tick, "entities", k)

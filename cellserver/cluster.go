@@ -17,6 +17,7 @@ import (
 
 	"github.com/meridian-mmo/meridian/gateway"
 	"github.com/meridian-mmo/meridian/internal/promutil"
+	"github.com/meridian-mmo/meridian/persistence"
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -59,6 +60,8 @@ type Cluster struct {
 	dropReq  chan chan struct{} // the heartbeat goroutine learnt this server was declared dead
 
 	ckpt     *checkpointer         // nil: no checkpoints
+	pl       *players              // nil: no PostgreSQL
+	noStore  []InventoryDone       // inventory operations answered InvNoStore (no PostgreSQL)
 	fatal    chan error            // the store failed
 	fatalErr atomic.Pointer[error] // what Run returns after a store failure
 	mi       MemberInput
@@ -98,6 +101,12 @@ type ClusterConfig struct {
 	// CheckpointFS is the filesystem of CheckpointDir (nil: the operating system's; tests pass
 	// Pebble's in-memory or fault-injecting ones).
 	CheckpointFS vfs.FS
+	// PG (nil: none; Pebble alone serves) is the authoritative store, opened and migrated by
+	// the caller, who closes it after Run returns. With it a joining player starts from its
+	// stored state, positions are flushed to it, inventory operations run as its
+	// transactions, and a restore from a checkpoint skips players it holds newer state of.
+	PG      *persistence.PG
+	Players PlayersConfig
 }
 
 // DefaultClusterConfig returns a configuration for server id, incarnation inc.
@@ -114,6 +123,7 @@ func DefaultClusterConfig(id raftmeta.ServerID, inc uint64) ClusterConfig {
 		MaxCatchUp:        3,
 		Seed:              uint64(id),
 		CheckpointEvery:   20,
+		Players:           DefaultPlayersConfig(),
 	}
 }
 
@@ -139,6 +149,11 @@ func (c ClusterConfig) Validate() error {
 	}
 	if c.Edge.Listen != "" {
 		if err := c.Edge.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.PG != nil {
+		if err := c.Players.Validate(); err != nil {
 			return err
 		}
 	}
@@ -217,6 +232,11 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 			}
 		}
 		if c.ckpt, err = openCheckpointer(cfg.CheckpointDir, cfg.CheckpointFS, reg, log, onFatal); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.PG != nil {
+		if c.pl, err = newPlayers(cfg.PG, cfg.Players, reg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -322,7 +342,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 	if c.ckpt != nil {
 		defer c.ckpt.close()
 		t0 := wire.Tick(time.Since(time.Unix(0, mp.World.Epoch)) / (time.Second / time.Duration(c.cfg.Member.World.TickHz)))
-		if n := c.ckpt.restore(c.member, mp, c.cfg.Member.Server, t0); n > 0 {
+		var fence func([]wire.EntityRecord) []wire.EntityRecord
+		if c.pl != nil {
+			fence = c.pl.fenceRestored
+		}
+		if n := c.ckpt.restore(c.member, mp, c.cfg.Member.Server, t0, fence); n > 0 {
 			c.log.Info("restored entities from the local checkpoints", "entities", n)
 		}
 		wg.Add(1)
@@ -365,6 +389,13 @@ func (c *Cluster) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.proposeStaged(ctx) }()
 	err = drv.Run(ctx)
 	cancel()
+	if c.pl != nil {
+		fctx, fcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if ferr := c.pl.close(fctx); ferr != nil {
+			c.log.Warn("position flush at shutdown incomplete", "err", ferr)
+		}
+		fcancel()
+	}
 	if fe := c.fatalErr.Load(); fe != nil && err == nil {
 		err = *fe
 	}
@@ -550,6 +581,16 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 	default:
 	}
 	mi.Peer = c.peers.take(mi.Peer)
+	mi.InventoryDone = append(mi.InventoryDone[:0], c.noStore...)
+	c.noStore = c.noStore[:0]
+	if c.pl != nil {
+		mi.Peer = c.pl.intercept(mi.Peer, func(to raftmeta.ServerID, msg wire.PeerMessage) {
+			if b, err := msg.AppendFrame(nil); err == nil {
+				c.peers.send(to, b)
+			}
+		})
+		mi.InventoryDone = c.pl.results(mi.InventoryDone)
+	}
 	for _, j := range in.Joins {
 		mi.Opens = append(mi.Opens, SessionOpen(j))
 	}
@@ -557,6 +598,17 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 	out := c.member.Step(mi)
 	if dropped != nil {
 		close(dropped)
+	}
+	if c.pl != nil {
+		c.pl.submit(out.InventoryOps)
+		if !fenced && in.Tick%wire.Tick(c.cfg.Players.FlushEvery) == 0 {
+			c.pl.offer(c.member)
+		}
+	} else {
+		for _, op := range out.InventoryOps {
+			c.noStore = append(c.noStore, InventoryDone{Actor: op.Actor, Seq: op.Seq,
+				Result: wire.InventoryResult{Op: op.Op.Op, Code: wire.InvNoStore}})
+		}
 	}
 
 	for _, s := range out.Send {
@@ -668,7 +720,7 @@ func (c *Cluster) countStats() {
 }
 
 // Open implements gateway.Backend: a new session joins at a random point of the world.
-func (c *Cluster) Open(id gateway.SessionID, _ []byte) {
+func (c *Cluster) Open(id gateway.SessionID, player wire.PlayerID) {
 	w := c.member.World().Config() // the map's world (Open runs once Run has the map)
 	c.mu.Lock()
 	spawn := [2]float64{
@@ -681,7 +733,7 @@ func (c *Cluster) Open(id gateway.SessionID, _ []byte) {
 		c.Listener.Disconnect(id, wire.ReasonServerFull, "not ready")
 		return
 	}
-	d.Join(Join{Client: ClientID(id), Spawn: spawn})
+	d.Join(Join{Client: ClientID(id), Spawn: spawn, Player: player})
 }
 
 // Input implements gateway.Backend.

@@ -86,14 +86,17 @@ type Member struct {
 	ghostBatch map[raftmeta.ServerID][]wire.EntityRecord
 	ghostGone  map[raftmeta.ServerID][]wire.GhostRef
 
-	gateways   map[raftmeta.ServerID]uint64 // each gateway's incarnation, from its hello
-	views      map[wire.EntityID]viewSeed   // clients' views sent ahead of their entity's handoff here
-	resumes    map[wire.EntityID]wire.Tick  // gateway resumes taken, until when a repeat is ignored
-	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
-	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
-	interacts  map[interactKey]*outInteract // applied here, not yet delivered
-	delivered  map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
-	homeFrames map[interactKey]*homeFrame   // delivered here to a gateway's client, not yet acknowledged by it
+	gateways map[raftmeta.ServerID]uint64 // each gateway's incarnation, from its hello
+	views    map[wire.EntityID]viewSeed   // clients' views sent ahead of their entity's handoff here
+	resumes  map[wire.EntityID]wire.Tick  // gateway resumes taken, until when a repeat is ignored
+	// pendingJoins: the player and first authority epoch of gateway joins the World has not
+	// run yet.
+	pendingJoins map[ClientID]pendingJoin
+	joins        map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
+	heard        map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
+	interacts    map[interactKey]*outInteract // applied here, not yet delivered
+	delivered    map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
+	homeFrames   map[interactKey]*homeFrame   // delivered here to a gateway's client, not yet acknowledged by it
 
 	stepIn StepInput
 	out    MemberOutput
@@ -199,6 +202,7 @@ type SessionKey struct {
 
 // session is a client session homed here.
 type session struct {
+	player wire.PlayerID // the authenticated player; 0: none
 	entity wire.EntityID // 0 until its join is done
 	owner  raftmeta.ServerID
 	auth   uint64 // the newest authority epoch a frame came with
@@ -206,8 +210,9 @@ type session struct {
 
 // entityMeta is what a Member knows of an entity in its World beyond the World's state.
 type entityMeta struct {
-	auth uint64     // authority epoch: grows with every handoff or migration
-	home SessionKey // zero for an NPC
+	auth   uint64        // authority epoch: grows with every handoff or migration
+	home   SessionKey    // zero for an NPC
+	player wire.PlayerID // the durable player it embodies; 0: none
 }
 
 type migKey struct {
@@ -266,6 +271,9 @@ type heldMsg struct {
 type PeerIn struct {
 	From raftmeta.ServerID
 	Msg  wire.PeerMessage
+	// Player is the player's stored state the driver read before passing on a JoinMsg with a
+	// PlayerID (nil: none was read: no PostgreSQL, or a resume it could not read for).
+	Player *StoredPlayer
 }
 
 // PeerOut is a message to send to a peer. It and the byte slices inside it alias the Member's
@@ -280,6 +288,7 @@ type SessionOpen struct {
 	Client ClientID // the edge's session id; < 1<<31
 	Spawn  [2]float64
 	Kind   uint8
+	Player wire.PlayerID // the authenticated player; 0: none
 }
 
 // MemberInput is everything that happened since the last Step.
@@ -302,6 +311,9 @@ type MemberInput struct {
 	Inputs    []ClientInput
 	Interacts []ClientInteract
 	Acks      []ClientAck
+	// InventoryDone are results of the InventoryOps of earlier Steps (in any order): each
+	// goes back to its actor's client.
+	InventoryDone []InventoryDone
 }
 
 // MemberOutput is what one Step produced; it is reused by the next Step.
@@ -313,6 +325,9 @@ type MemberOutput struct {
 	Refused  []Refused
 	Frames   []ClientSnapshot
 	Lost     []ClientID // sessions whose entity is gone (its server died): disconnect them
+	// InventoryOps are inventory operations applied this tick, for the driver to run (off the
+	// tick) and answer with an InventoryDone in a later Step.
+	InventoryOps []InventoryRequest
 	// World is the World's output for this tick; nil if it did not step (no map yet, fenced).
 	World *StepOutput
 }
@@ -346,8 +361,11 @@ type MemberStats struct {
 	// duplicates not delivered again, given up (undelivered after RememberTicks), and
 	// interactions of sessions homed here whose entity is elsewhere (need a gateway).
 	InteractsApplied, InteractsDelivered, InteractsDuplicate, InteractsExpired, InteractsUnsupported int
-	EntitiesDropped                                                                                  int // entities dropped because this server was declared dead or a session's home died
-	SessionsLost                                                                                     int
+	// Inventory operations handed to the driver, and refused here without reaching it (no
+	// target in view, no player).
+	InventoryOps, InventoryRefused int
+	EntitiesDropped                int // entities dropped because this server was declared dead or a session's home died
+	SessionsLost                   int
 }
 
 // NewMember returns a Member with an empty World.
@@ -362,36 +380,37 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	}
 	return &Member{
 		cfg: cfg, world: w, self: cfg.Server,
-		alive:      map[raftmeta.ServerID]bool{},
-		sessions:   map[ClientID]*session{},
-		ents:       map[wire.EntityID]entityMeta{},
-		remote:     map[SessionKey]ClientID{},
-		remoteOf:   map[ClientID]SessionKey{},
-		nextCID:    remoteClientBase,
-		handoffs:   map[uint64]*outHandoff{},
-		inFlight:   map[wire.EntityID]uint64{},
-		migrations: map[migKey]*outMigration{},
-		frozen:     map[wire.EntityID]migKey{},
-		staged:     map[migKey]*stagedIn{},
-		held:       map[wire.EntityID][]heldMsg{},
-		seen:       map[transferKey]decision{},
-		incoming:   map[wire.EntityID]migKey{},
-		forward:    map[wire.EntityID]forwardTo{},
-		backoff:    map[wire.EntityID]wire.Tick{},
-		frameBytes: map[ClientID]int{},
-		ghostTo:    map[wire.EntityID][]raftmeta.ServerID{},
-		ghostOf:    map[wire.EntityID]ghostMeta{},
-		ghostBatch: map[raftmeta.ServerID][]wire.EntityRecord{},
-		ghostGone:  map[raftmeta.ServerID][]wire.GhostRef{},
-		joins:      map[SessionKey]wire.Tick{},
-		resumes:    map[wire.EntityID]wire.Tick{},
-		gateways:   map[raftmeta.ServerID]uint64{},
-		views:      map[wire.EntityID]viewSeed{},
-		heard:      map[ClientID]wire.Tick{},
-		interacts:  map[interactKey]*outInteract{},
-		delivered:  map[interactKey]wire.Tick{},
-		homeFrames: map[interactKey]*homeFrame{},
-		nextXfer:   cfg.Incarnation << 32,
+		alive:        map[raftmeta.ServerID]bool{},
+		sessions:     map[ClientID]*session{},
+		ents:         map[wire.EntityID]entityMeta{},
+		remote:       map[SessionKey]ClientID{},
+		remoteOf:     map[ClientID]SessionKey{},
+		nextCID:      remoteClientBase,
+		handoffs:     map[uint64]*outHandoff{},
+		inFlight:     map[wire.EntityID]uint64{},
+		migrations:   map[migKey]*outMigration{},
+		frozen:       map[wire.EntityID]migKey{},
+		staged:       map[migKey]*stagedIn{},
+		held:         map[wire.EntityID][]heldMsg{},
+		seen:         map[transferKey]decision{},
+		incoming:     map[wire.EntityID]migKey{},
+		forward:      map[wire.EntityID]forwardTo{},
+		backoff:      map[wire.EntityID]wire.Tick{},
+		frameBytes:   map[ClientID]int{},
+		ghostTo:      map[wire.EntityID][]raftmeta.ServerID{},
+		ghostOf:      map[wire.EntityID]ghostMeta{},
+		ghostBatch:   map[raftmeta.ServerID][]wire.EntityRecord{},
+		ghostGone:    map[raftmeta.ServerID][]wire.GhostRef{},
+		joins:        map[SessionKey]wire.Tick{},
+		resumes:      map[wire.EntityID]wire.Tick{},
+		pendingJoins: map[ClientID]pendingJoin{},
+		gateways:     map[raftmeta.ServerID]uint64{},
+		views:        map[wire.EntityID]viewSeed{},
+		heard:        map[ClientID]wire.Tick{},
+		interacts:    map[interactKey]*outInteract{},
+		delivered:    map[interactKey]wire.Tick{},
+		homeFrames:   map[interactKey]*homeFrame{},
+		nextXfer:     cfg.Incarnation << 32,
 	}, nil
 }
 
@@ -466,6 +485,7 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 	o := &m.out
 	o.Send, o.Staged = o.Send[:0], o.Staged[:0]
 	o.Welcomes, o.Refused, o.Frames, o.Lost = o.Welcomes[:0], o.Refused[:0], o.Frames[:0], o.Lost[:0]
+	o.InventoryOps = o.InventoryOps[:0]
 	o.World = nil
 
 	if in.DeclaredDead {
@@ -486,6 +506,9 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 		m.receive(in.Peer[i], t)
 	}
 	m.localSessions(in)
+	for _, d := range in.InventoryDone {
+		m.inventoryDone(d, t)
+	}
 
 	if m.mapv != nil && !m.dead && !in.Fenced {
 		m.stepIn.Tick = t
@@ -779,7 +802,7 @@ func (m *Member) depart(dst []Exported, t wire.Tick, ids []wire.EntityID) []Expo
 		}
 		var ok2 bool
 		if dst, ok2 = m.world.Demote(dst, id); ok2 {
-			m.ghostOf[id] = ghostMeta{owner: 0, auth: m.ents[id].auth, seen: t}
+			m.ghostOf[id] = ghostMeta{owner: 0, auth: m.ents[id].auth, seen: t, player: m.ents[id].player}
 		}
 	}
 	return dst
@@ -801,6 +824,7 @@ func (m *Member) record(e Exported) wire.EntityRecord {
 	return wire.EntityRecord{
 		ID: e.ID, X: s.X, Y: s.Y, Z: s.Z, VX: s.VX, VZ: s.VZ, Yaw: s.Yaw, Kind: s.Kind, Action: s.Action,
 		AuthEpoch: meta.auth, Home: uint64(meta.home.Home), Client: uint32(meta.home.Client), LastSeq: e.LastSeq,
+		PlayerID: meta.player,
 	}
 }
 
@@ -871,7 +895,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 	if bump {
 		auth++
 	}
-	m.ents[r.ID] = entityMeta{auth: auth, home: home}
+	m.ents[r.ID] = entityMeta{auth: auth, home: home, player: r.PlayerID}
 	if home.Home != 0 && home.Home != m.self {
 		m.nextCID++
 		m.remote[home] = wc
@@ -1123,7 +1147,7 @@ func (m *Member) receive(p PeerIn, t wire.Tick) {
 	case *wire.ViewMsg:
 		m.views[msg.Entity] = viewSeed{ids: msg.IDs, at: t}
 	case *wire.JoinMsg:
-		m.onJoin(p.From, *msg, t)
+		m.onJoin(p.From, *msg, p.Player, t)
 	case *wire.InteractMsg:
 		if wire.IsGatewayID(msg.Origin) {
 			m.sessionInteract(*msg, t)
@@ -1324,7 +1348,7 @@ func (m *Member) localSessions(in *MemberInput) {
 			m.out.Refused = append(m.out.Refused, Refused{Client: o.Client, Reason: wire.ReasonServerFull})
 			continue
 		}
-		m.sessions[o.Client] = &session{owner: m.self}
+		m.sessions[o.Client] = &session{owner: m.self, player: o.Player}
 		m.stepIn.Joins = append(m.stepIn.Joins, Join(o))
 	}
 	for _, c := range in.Closes {
@@ -1392,7 +1416,7 @@ func (m *Member) deliver(wo *StepOutput) {
 		}
 		if s, ok := m.sessions[j.Client]; ok {
 			s.entity, s.owner, s.auth = j.Entity, m.self, 1
-			m.ents[j.Entity] = entityMeta{auth: 1, home: SessionKey{m.self, j.Client}}
+			m.ents[j.Entity] = entityMeta{auth: 1, home: SessionKey{m.self, j.Client}, player: s.player}
 			m.out.Welcomes = append(m.out.Welcomes, j)
 		} else {
 			// Closed before its join ran (the close raced the join): take it out again.

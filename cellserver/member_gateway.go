@@ -72,7 +72,12 @@ type outInteract struct {
 }
 
 // onJoin opens (or resumes) the entity of a session homed at a gateway.
-func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
+//
+// stored is the player's durable state the driver read (nil: none). A new entity starts where
+// it was stored (if it has been stored in a cell) with an authority epoch above the stored one,
+// so that its writes are not fenced; a resume keeps the gateway's position (fresher than any
+// flush) and raises its epoch above the stored one too.
+func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, stored *StoredPlayer, t wire.Tick) {
 	if uint64(from) != msg.Home || !wire.IsGatewayID(msg.Home) {
 		m.stats.Unroutable++ // a join comes from its session's gateway, over its own link
 		return
@@ -91,7 +96,13 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 		}
 		m.resumes[msg.Resume] = t + wire.Tick(m.cfg.RememberTicks)
 		r := wire.EntityRecord{ID: msg.Resume, X: msg.X, Z: msg.Z, Kind: msg.Kind,
-			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq}
+			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq,
+			PlayerID: msg.PlayerID}
+		if stored != nil && stored.Epoch > r.AuthEpoch {
+			// A writer the gateway never saw frames from (a zombie's last flush, say) stored a
+			// newer epoch: the resumed entity must be newer still, or its writes are fenced.
+			r.AuthEpoch = stored.Epoch
+		}
 		if err := m.importRecord(r, t, true, t, &m.stats.FrozenHandoff); err != nil {
 			m.send(from, &wire.RefuseMsg{Client: msg.Client, Reason: wire.ReasonEntityLost})
 			return
@@ -115,8 +126,19 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, t wire.Tick) {
 	m.nextCID++
 	m.remote[key], m.remoteOf[wc] = wc, key
 	m.heard[wc] = t
-	m.stepIn.Joins = append(m.stepIn.Joins, Join{Client: wc, Kind: msg.Kind,
-		Spawn: [2]float64{float64(msg.X) / wire.PosUnitsPerMetre, float64(msg.Z) / wire.PosUnitsPerMetre}})
+	j := Join{Client: wc, Kind: msg.Kind, Player: msg.PlayerID,
+		Spawn: [2]float64{float64(msg.X) / wire.PosUnitsPerMetre, float64(msg.Z) / wire.PosUnitsPerMetre}}
+	pj := pendingJoin{player: msg.PlayerID, auth: 1}
+	if stored != nil {
+		pj.auth = max(1, stored.Epoch+1)
+		if stored.Placed {
+			// Where it was last stored; if that is another server's cell, the first tick hands
+			// it over.
+			j.Spawn = [2]float64{stored.X, stored.Z}
+		}
+	}
+	m.pendingJoins[wc] = pj
+	m.stepIn.Joins = append(m.stepIn.Joins, j)
 	m.stats.GatewayJoins++
 }
 
@@ -178,7 +200,9 @@ func (m *Member) remoteJoined(j Joined) bool {
 	if !ok {
 		return false
 	}
-	m.ents[j.Entity] = entityMeta{auth: 1, home: key}
+	pj := m.pendingJoins[j.Client]
+	delete(m.pendingJoins, j.Client)
+	m.ents[j.Entity] = entityMeta{auth: max(1, pj.auth), home: key, player: pj.player}
 	m.sendFrame(j.Client, key, j.Welcome.AppendFrame(nil))
 	return true
 }
@@ -190,6 +214,7 @@ func (m *Member) remoteRefused(r Refused) bool {
 		return false
 	}
 	delete(m.remoteOf, r.Client)
+	delete(m.pendingJoins, r.Client)
 	delete(m.remote, key)
 	delete(m.heard, r.Client)
 	m.send(key.Home, &wire.RefuseMsg{Client: uint32(key.Client), Reason: r.Reason})
@@ -267,6 +292,11 @@ func (m *Member) sessionInteract(msg wire.InteractMsg, t wire.Tick) {
 // applied takes the interactions the World applied this tick and routes them.
 func (m *Member) applied(wo *StepOutput, t wire.Tick) {
 	for _, a := range wo.Interacts {
+		if a.Interact.Kind == wire.InteractInventory {
+			m.stats.InteractsApplied++
+			m.inventory(a, t)
+			continue
+		}
 		k := interactKey{a.Entity, a.Interact.Seq}
 		o := &outInteract{
 			msg: wire.InteractMsg{Origin: uint64(m.self), Actor: a.Entity, Seq: a.Interact.Seq,

@@ -25,6 +25,8 @@ type ghostMeta struct {
 	owner raftmeta.ServerID // who sent the newest update
 	auth  uint64            // the owner's authority epoch of the entity
 	seen  wire.Tick         // tick of the newest update (or of the demotion)
+	// player is the durable player the entity embodies (from the owner's records); 0: none
+	player wire.PlayerID
 }
 
 // GhostInfo describes a ghost held here (for tests and invariant checks).
@@ -204,7 +206,7 @@ func (m *Member) onGhosts(from raftmeta.ServerID, msg wire.GhostsMsg, t wire.Tic
 			m.stats.ImportErrors++
 			continue
 		}
-		m.ghostOf[r.ID] = ghostMeta{owner: from, auth: r.AuthEpoch, seen: t}
+		m.ghostOf[r.ID] = ghostMeta{owner: from, auth: r.AuthEpoch, seen: t, player: r.PlayerID}
 	}
 }
 
@@ -297,7 +299,7 @@ func (m *Member) preghost(t wire.Tick) {
 func (m *Member) ghostRecord(id wire.EntityID) wire.EntityRecord {
 	st, _ := m.world.Entity(id)
 	return wire.EntityRecord{ID: id, X: st.X, Y: st.Y, Z: st.Z, VX: st.VX, VZ: st.VZ, Yaw: st.Yaw,
-		Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[id].auth}
+		Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[id].auth, PlayerID: m.ents[id].player}
 }
 
 // flushGhostBatch sends the ghost updates batched for each server and empties the batch.

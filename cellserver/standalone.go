@@ -101,14 +101,14 @@ func (s *Standalone) Deliver(out *StepOutput) {
 }
 
 // Open implements gateway.Backend: a new session joins at a random point of the world.
-func (s *Standalone) Open(id gateway.SessionID, _ []byte) {
+func (s *Standalone) Open(id gateway.SessionID, player wire.PlayerID) {
 	s.mu.Lock()
 	spawn := [2]float64{
 		s.cfg.WorldMin[0] + s.rng.Float64()*(s.cfg.WorldMax[0]-s.cfg.WorldMin[0]),
 		s.cfg.WorldMin[1] + s.rng.Float64()*(s.cfg.WorldMax[1]-s.cfg.WorldMin[1]),
 	}
 	s.mu.Unlock()
-	s.Driver.Join(Join{Client: ClientID(id), Spawn: spawn})
+	s.Driver.Join(Join{Client: ClientID(id), Spawn: spawn, Player: player})
 }
 
 // Input implements gateway.Backend.

@@ -18,6 +18,7 @@ type Join struct {
 	Client ClientID
 	Spawn  [2]float64 // metres, x and z; clamped into the world bounds
 	Kind   uint8
+	Player wire.PlayerID // the session's authenticated player (the World does not use it)
 }
 
 // ClientInput is one input a client sent: a movement input, or (Interact ≠ nil) an

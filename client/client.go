@@ -233,7 +233,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	case wire.MsgDisconnect:
 		d, _ := wire.DecodeDisconnect(payload)
 		conn.Close()
-		return nil, fmt.Errorf("%w: reason %d: %s", ErrDisconnected, d.Reason, d.Message)
+		return nil, fmt.Errorf("%w: %s: %s", ErrDisconnected, d.Reason, d.Message)
 	default:
 		conn.Close()
 		return nil, fmt.Errorf("client: expected welcome, got message type %d", t)

@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 	"time"
+
+	"github.com/meridian-mmo/meridian/wire"
 )
 
 // Config tunes the client edge (KCP and WebSocket alike; the KCP* fields only KCP).
@@ -24,9 +26,12 @@ type Config struct {
 	// websocket.AcceptOptions.OriginPatterns) allowed to open a WebSocket session besides the
 	// request's own host. Requests without an Origin (non-browser clients) are always allowed.
 	WSOriginPatterns []string
-	// AcceptToken decides whether a hello's token is valid. nil accepts any non-empty token
-	// (development mode); a later issue plugs real authentication in here.
-	AcceptToken func(token []byte) bool
+	// Authenticate checks a hello's token and names the player it was issued for (a game's
+	// login service signs tokens; auth.Signer.Verify checks them). An error refuses the
+	// session with ReasonBadToken (counted in meridian_sessions_rejected_total{reason="bad_token"}).
+	// nil is development mode: auth.DevPlayer, under which a client is whichever player its
+	// token names.
+	Authenticate func(token []byte) (wire.PlayerID, error)
 	// FirstSessionID is the id of the edge's first session, in [0, MaxFirstSessionID]; 0 means
 	// 1 (a standalone cell server). The following sessions count up from it, wrapping from
 	// 2^32 − 1 to 1 (0 is never an id), so at least 2^31 sessions are opened before the ids

@@ -48,7 +48,7 @@ func newSocketlessServer(tb testing.TB) *Server {
 	edge := &Listener{cfg: cfg.Edge, metrics: NewMetrics(reg), log: quietLog,
 		sessions: map[SessionID]*Session{}, perIP: map[string]int{}}
 	s := &Server{cfg: cfg, home: cfg.Home(), log: quietLog, edge: edge, met: met,
-		ready: make(chan struct{}), router: router, early: map[SessionID]struct{}{},
+		ready: make(chan struct{}), router: router, early: map[SessionID]wire.PlayerID{},
 		rng: rand.New(rand.NewPCG(1, 2))}
 	s.links = newPeerLinks(context.Background(), s.home, 1, met, quietLog)
 	s.links.onMessage, s.links.onReset = s.peer, s.linkReset
@@ -80,7 +80,7 @@ func newBenchServer(b *testing.B, n int) *benchServer {
 		id := SessionID(i)
 		s.edge.sessions[id] = newSession(s.edge, id, transport{name: "kcp", ip: "127.0.0.1"})
 		bs.sessions = append(bs.sessions, id)
-		s.Open(id, nil)
+		s.Open(id, 1)
 	}
 	// Every session's join answered: the welcome from the owner of its spawn point.
 	for _, l := range bs.links {

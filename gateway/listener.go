@@ -25,9 +25,10 @@ type SessionID uint32
 // session's calls in the order its frames arrived); an implementation queues or forwards them
 // and returns quickly.
 type Backend interface {
-	// Open is called once per session after a valid hello. The backend answers with
-	// Listener.SendControl(id, welcome frame) or Listener.Disconnect.
-	Open(id SessionID, token []byte)
+	// Open is called once per session after a valid hello whose token authenticated player
+	// (Config.Authenticate). The backend answers with Listener.SendControl(id, welcome frame)
+	// or Listener.Disconnect.
+	Open(id SessionID, player wire.PlayerID)
 	Input(id SessionID, in wire.Input)
 	// Interact is a valid client Interact (in.Data is the caller's copy: the backend may keep
 	// it). It counts against the session's input rate like an Input.

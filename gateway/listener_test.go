@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -20,15 +22,17 @@ type recordingBackend struct {
 	l      *Listener
 	mu     sync.Mutex
 	opened []SessionID
+	player []wire.PlayerID
 	inputs []wire.Input
 	inter  []wire.Interact
 	acks   []wire.Tick
 	closed []SessionID
 }
 
-func (b *recordingBackend) Open(id SessionID, _ []byte) {
+func (b *recordingBackend) Open(id SessionID, p wire.PlayerID) {
 	b.mu.Lock()
 	b.opened = append(b.opened, id)
+	b.player = append(b.player, p)
 	b.mu.Unlock()
 	b.l.SendControl(id, (&wire.Welcome{Version: wire.ProtocolVersion, Entity: wire.EntityID(id), ServerTick: 1, TickHz: 20}).AppendFrame(nil))
 }
@@ -154,7 +158,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestHelloRejections(t *testing.T) {
 	l, b := startEdge(t, func(c *Config) {
-		c.AcceptToken = func(tok []byte) bool { return string(tok) == "good" }
+		c.Authenticate = func(tok []byte) (wire.PlayerID, error) {
+			if string(tok) == "good" {
+				return 7, nil
+			}
+			return 0, errors.New("forged")
+		}
 	})
 	cases := []struct {
 		name   string
@@ -396,5 +405,45 @@ func TestFirstSessionIDFor(t *testing.T) {
 	}
 	if lo > MaxFirstSessionID/64 || hi < MaxFirstSessionID-MaxFirstSessionID/64 {
 		t.Fatalf("first ids of %d consecutive incarnations only span [%d, %d]", n, lo, hi)
+	}
+}
+
+// TestHelloAuthenticates: the backend opens each session as the player its token names —
+// in development mode (no Authenticate) the token "player-N" names N; with a signer only a
+// token it minted is accepted, for the player it was minted for.
+func TestHelloAuthenticates(t *testing.T) {
+	l, b := startEdge(t, nil)
+	signer, err := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, b2 := startEdge(t, func(c *Config) {
+		c.Authenticate = func(tok []byte) (wire.PlayerID, error) { return signer.Verify(tok, time.Now()) }
+	})
+	c := dialRaw(t, l)
+	c.write(hello(wire.ProtocolVersion, "player-42"))
+	c.next(wire.MsgWelcome)
+	tok, err := signer.Mint(9001, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := dialRaw(t, l2)
+	c2.write(hello(wire.ProtocolVersion, string(tok)))
+	c2.next(wire.MsgWelcome)
+	other, _ := auth.NewSigner([]byte("another secret of at least 32 bytes!"))
+	forged, _ := other.Mint(9001, time.Now().Add(time.Hour))
+	c3 := dialRaw(t, l2)
+	c3.write(hello(wire.ProtocolVersion, string(forged)))
+	c3.next(wire.MsgDisconnect)
+	for _, x := range []struct {
+		b    *recordingBackend
+		want []wire.PlayerID
+	}{{b, []wire.PlayerID{42}}, {b2, []wire.PlayerID{9001}}} {
+		x.b.mu.Lock()
+		got := slices.Clone(x.b.player)
+		x.b.mu.Unlock()
+		if !slices.Equal(got, x.want) {
+			t.Errorf("opened as players %v, want %v", got, x.want)
+		}
 	}
 }

@@ -211,6 +211,7 @@ type RouterStats struct {
 // routedSession is a session's routing state.
 type routedSession struct {
 	id     SessionID
+	player wire.PlayerID // the authenticated player; carried in every join
 	opened wire.Tick
 
 	entity    wire.EntityID     // 0 until the first frame
@@ -344,16 +345,18 @@ func (r *Router) SetMap(m *raftmeta.Map, t wire.Tick) {
 	r.sweep(t)
 }
 
-// Open starts routing a new session whose entity spawns at spawn (x, z metres): its join is
-// sent at once if the map has a live owner for the spawn cell, else when a map allows. Opening
-// a session the Router knows is a no-op.
-func (r *Router) Open(s SessionID, spawn [2]float64, t wire.Tick) {
+// Open starts routing a new session of player (0: none) whose entity spawns at spawn (x, z
+// metres); every join it sends carries the player. The join is sent at once if the map has a
+// live owner for the spawn cell, else when a map allows. Opening a session the Router knows is
+// a no-op.
+func (r *Router) Open(s SessionID, player wire.PlayerID, spawn [2]float64, t wire.Tick) {
 	t = r.begin(t)
 	if _, dup := r.sessions[s]; dup || s == 0 {
 		return
 	}
 	rs := &routedSession{
 		id:     s,
+		player: player,
 		opened: t,
 		x:      wire.QuantisePos(spawn[0]),
 		z:      wire.QuantisePos(spawn[1]),
@@ -804,6 +807,7 @@ func (r *Router) dispatchJoin(rs *routedSession, t wire.Tick) {
 func (r *Router) sendJoin(rs *routedSession, to raftmeta.ServerID, t wire.Tick) {
 	m := r.joins.put(wire.JoinMsg{
 		Home: r.cfg.Home, Client: uint32(rs.id), Kind: r.cfg.EntityKind, X: rs.x, Z: rs.z,
+		PlayerID: rs.player,
 	})
 	if rs.resuming {
 		m.Resume, m.AuthEpoch, m.LastSeq = rs.entity, rs.auth, rs.lastSeq

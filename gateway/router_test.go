@@ -72,7 +72,7 @@ func (h *harness) setMap(m *raftmeta.Map) string {
 }
 
 func (h *harness) open(s SessionID, x, z float64) string {
-	h.r.Open(s, [2]float64{x, z}, h.tick)
+	h.r.Open(s, wire.PlayerID(s), [2]float64{x, z}, h.tick)
 	return h.drain()
 }
 

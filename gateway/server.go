@@ -113,7 +113,7 @@ type Server struct {
 	router  *Router
 	mp      *raftmeta.Map
 	rng     *rand.Rand
-	early   map[SessionID]struct{} // sessions opened before a map with a world: opened on the router when it comes
+	early   map[SessionID]wire.PlayerID // sessions opened before a map with a world: opened on the router when it comes
 	last    RouterStats
 	started bool
 }
@@ -143,7 +143,7 @@ func NewServer(ctx context.Context, cfg ServerConfig, reg prometheus.Registerer,
 		ready:  make(chan struct{}),
 		router: router,
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x6761746577617921)), // "gateway!"
-		early:  map[SessionID]struct{}{},
+		early:  map[SessionID]wire.PlayerID{},
 	}
 	if s.edge, err = Listen(cfg.Edge, s, reg, log); err != nil {
 		return nil, err
@@ -290,7 +290,7 @@ func (s *Server) setMap(mp *raftmeta.Map) {
 	s.drain(nil, time.Time{}, time.Time{})
 	if worldReady(mp) && len(s.early) > 0 {
 		for _, id := range slices.Sorted(maps.Keys(s.early)) {
-			s.router.Open(id, s.spawn(), t)
+			s.router.Open(id, s.early[id], s.spawn(), t)
 			s.drain(nil, time.Time{}, time.Time{})
 		}
 		clear(s.early)
@@ -409,12 +409,13 @@ const (
 
 // sessionEvent is a Backend call waiting in Server.queue.
 type sessionEvent struct {
-	kind  sessionEventKind
-	id    SessionID
-	tick  wire.Tick // evAck
-	input wire.Input
-	ia    wire.Interact // Data is the caller's copy (Backend.Interact)
-	at    time.Time     // when it was read (inputs, interactions, acks)
+	kind   sessionEventKind
+	id     SessionID
+	player wire.PlayerID // evOpen
+	tick   wire.Tick     // evAck
+	input  wire.Input
+	ia     wire.Interact // Data is the caller's copy (Backend.Interact)
+	at     time.Time     // when it was read (inputs, interactions, acks)
 }
 
 type sessionEventKind uint8
@@ -503,10 +504,10 @@ func (s *Server) runUnmeasured(ev *sessionEvent) {
 	switch ev.kind {
 	case evOpen:
 		if s.mp == nil || !worldReady(s.mp) {
-			s.early[ev.id] = struct{}{}
+			s.early[ev.id] = ev.player
 			return
 		}
-		s.router.Open(ev.id, s.spawn(), s.tickAt(time.Now()))
+		s.router.Open(ev.id, ev.player, s.spawn(), s.tickAt(time.Now()))
 	case evClose:
 		if _, ok := s.early[ev.id]; ok {
 			delete(s.early, ev.id)
@@ -519,7 +520,9 @@ func (s *Server) runUnmeasured(ev *sessionEvent) {
 
 // Open implements Backend: the session is routed to the owner of a random spawn point (once
 // the map has a world).
-func (s *Server) Open(id SessionID, _ []byte) { s.post(sessionEvent{kind: evOpen, id: id}) }
+func (s *Server) Open(id SessionID, player wire.PlayerID) {
+	s.post(sessionEvent{kind: evOpen, id: id, player: player})
+}
 
 // Input implements Backend.
 func (s *Server) Input(id SessionID, in wire.Input) {

@@ -159,7 +159,7 @@ func TestServerSessionEventQueue(t *testing.T) {
 		s.edge.mu.Lock()
 		s.edge.sessions[ids[i]] = newSession(s.edge, ids[i], transport{name: "kcp", ip: "127.0.0.1"})
 		s.edge.mu.Unlock()
-		s.Open(ids[i], nil)
+		s.Open(ids[i], wire.PlayerID(i+1))
 	}
 	eventuallyWithin(t, 10*time.Second, "every session welcomed", func() bool {
 		for _, id := range ids {
@@ -323,7 +323,7 @@ func TestCountStatsExportsEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{router: router, met: newServerMetrics(reg), early: map[SessionID]struct{}{}}
+	s := &Server{router: router, met: newServerMetrics(reg), early: map[SessionID]wire.PlayerID{}}
 	counters := func() map[string]float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -394,7 +394,7 @@ func TestServerCloseLinksRunsQueuedEvents(t *testing.T) {
 	s.edge.mu.Lock()
 	s.edge.sessions[id] = newSession(s.edge, id, transport{name: "kcp", ip: "127.0.0.1"})
 	s.edge.mu.Unlock()
-	s.Open(id, nil)
+	s.Open(id, 1)
 	eventually(t, "the session welcomed", func() bool {
 		ss := s.edge.session(id)
 		ss.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -246,7 +247,9 @@ func (s *Session) hello() (opened bool) {
 		s.l.metrics.SessionsRejected.WithLabelValues("bad_version").Inc()
 		s.disconnect(wire.ReasonBadVersion, "unsupported protocol version")
 		return false
-	case !s.tokenOK(hello.Token):
+	}
+	player, err := s.authenticate(hello.Token)
+	if err != nil {
 		s.l.metrics.SessionsRejected.WithLabelValues("bad_token").Inc()
 		s.disconnect(wire.ReasonBadToken, "invalid session token")
 		return false
@@ -258,7 +261,7 @@ func (s *Session) hello() (opened bool) {
 		return false
 	}
 	s.l.metrics.SessionsOpened.Inc()
-	s.l.backend.Open(s.id, append([]byte(nil), hello.Token...))
+	s.l.backend.Open(s.id, player)
 
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(s.l.cfg.IdleTimeout))
@@ -366,9 +369,9 @@ func (s *Session) frameError(err error, phase string) {
 	}
 }
 
-func (s *Session) tokenOK(tok []byte) bool {
-	if s.l.cfg.AcceptToken != nil {
-		return s.l.cfg.AcceptToken(tok)
+func (s *Session) authenticate(tok []byte) (wire.PlayerID, error) {
+	if s.l.cfg.Authenticate != nil {
+		return s.l.cfg.Authenticate(tok)
 	}
-	return len(tok) > 0
+	return auth.DevPlayer(tok)
 }

@@ -40,7 +40,11 @@ import (
 // A whole checkpoint is one value written by one synced batch, so a crash leaves either the
 // previous record or the new one, never a mix.
 
-const storeFormatVersion uint32 = 1
+// storeFormatVersion changes whenever stored bytes change meaning. Format 2: the entity block of
+// wire's peer protocol 3 (a playerID column). A store of another format is refused at open
+// (ErrFormatVersion); its checkpoints are a restart's shortcut, not the authority, so the
+// remedy is to remove the directory.
+const storeFormatVersion uint32 = 2
 
 const (
 	prefixMeta       byte = 0x01

@@ -28,11 +28,16 @@
 // migrations, the pool, the epoch-fenced player writes (UpsertPlayers, and FlushPlayers, its
 // COPY-based twin for big batches) and the position Flusher, which the tick goroutine feeds
 // with Offer and which writes every FlushInterval from its own goroutine, keeping its rows
-// through an outage; and the inventory transactions (Loot, Drop, Give, Trade; see below). The
-// cell server checkpoints its cells into the local Store and restores them when it restarts
-// within its lease (cellserver/checkpointer.go). Wiring the Flusher and the inventory
-// operations into the cell server, the outbox flusher, and recovery of a dead server's cells
-// from PostgreSQL are the rest of issue 6, not here yet.
+// through an outage; the inventory transactions (Loot, Drop, Give, Trade; see below); the
+// player reads (LoadPlayers, up to MaxLoadPlayers ids, and EnsurePlayer, which creates a
+// player on first sight: pg_players.go); and the OutboxFlusher (outbox_flusher.go), which
+// moves the outbox into the events table in batches of one INSERT … ON CONFLICT (idem_key) DO
+// NOTHING each and acknowledges a batch only once it committed, so that a crash in between
+// re-delivers it and applies nothing twice. The cell server checkpoints its cells into the
+// local Store and restores them when it restarts within its lease
+// (cellserver/checkpointer.go). Wiring the Flusher, the OutboxFlusher and the inventory
+// operations into the cell server, and recovery of a dead server's cells from PostgreSQL are
+// the rest of issue 6, not here yet.
 //
 // # The authoritative store
 //

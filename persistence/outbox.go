@@ -230,6 +230,14 @@ func (s *Store) AppendEvents(evs []Event) error {
 // PendingEvents returns up to max (≥ 1) pending events with sequence numbers above after, in
 // sequence order. The flusher pages through the outbox with after = the last Seq it got.
 func (s *Store) PendingEvents(after uint64, max int) ([]StoredEvent, error) {
+	return s.pendingEvents(after, max, 0)
+}
+
+// pendingEvents is PendingEvents, stopping also before the event that would take the
+// encoded events returned (their stored values, payloads included) past maxBytes (0: no byte
+// bound); the first event is always returned, whatever its size. The outbox flusher bounds
+// its batches with it.
+func (s *Store) pendingEvents(after uint64, max, maxBytes int) ([]StoredEvent, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("%w: PendingEvents max %d, want ≥ 1", ErrInvalidArgument, max)
 	}
@@ -249,6 +257,7 @@ func (s *Store) PendingEvents(after uint64, max int) ([]StoredEvent, error) {
 		return nil, fmt.Errorf("persistence: read outbox: %w", err)
 	}
 	var out []StoredEvent
+	size := 0
 	for ok := it.First(); ok && len(out) < max; ok = it.Next() {
 		k := it.Key()
 		if len(k) != 9 {
@@ -260,6 +269,9 @@ func (s *Store) PendingEvents(after uint64, max int) ([]StoredEvent, error) {
 		if err != nil {
 			_ = it.Close()
 			return nil, fmt.Errorf("persistence: read outbox event %d: %w", seq, err)
+		}
+		if size += len(v); maxBytes > 0 && len(out) > 0 && size > maxBytes {
+			break
 		}
 		e, err := decodeEventValue(seq, v)
 		if err != nil {
@@ -330,4 +342,54 @@ func (s *Store) AckEvents(upTo uint64) error {
 		return nil
 	}
 	return s.commit(b)
+}
+
+// pendingCount returns the number of pending events, knowing that none has a sequence number
+// ≤ after (so that the count seeks past the tombstones of acknowledged events). Pending events
+// are contiguous (appended at the end, acknowledged from the front by AckEvents), so they are
+// the oldest pending one through the last sequence number assigned.
+func (s *Store) pendingCount(after uint64) (uint64, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	if after >= s.lastSeq {
+		return 0, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(after + 1), UpperBound: []byte{prefixEvent + 1}})
+	if err != nil {
+		return 0, fmt.Errorf("persistence: read outbox: %w", err)
+	}
+	var first uint64
+	found := it.First()
+	if found {
+		if k := it.Key(); len(k) == 9 {
+			first = binary.BigEndian.Uint64(k[1:])
+		} else {
+			found = false
+			err = fmt.Errorf("%w: outbox key %x", ErrCorrupt, k)
+		}
+	}
+	if err := errors.Join(err, it.Error(), it.Close()); err != nil {
+		return 0, fmt.Errorf("persistence: read outbox: %w", err)
+	}
+	if !found {
+		return 0, nil
+	}
+	return s.lastSeq - first + 1, nil
+}
+
+// lastEventSeq returns the last sequence number assigned (0: none ever was).
+func (s *Store) lastEventSeq() (uint64, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	return s.lastSeq, nil
 }

@@ -20,6 +20,9 @@ const (
 
 	docInteractHex    = "1200092b00000007000000000000000203686921"
 	docInteractionHex = "16000a2a000000000000002b000000ec0300000203686921"
+
+	docInvGiveHex   = "1a00092c0000000700000000000000040b030100e903000000000000"
+	docInvResultHex = "1e000a2a000000000000002c000000f2030000050b0301891300000000000001"
 )
 
 var (
@@ -29,6 +32,11 @@ var (
 	// 7's client receives it at tick 1004.
 	docInteract    = Interact{Seq: 43, Target: 7, Kind: InteractChat, Data: []byte("hi!")}
 	docInteraction = Interaction{From: 42, Seq: 43, Tick: 1004, Kind: InteractChat, Data: []byte("hi!")}
+	// Its next message gives item 1001 to entity 7; the result reaches it at tick 1010, the
+	// operation logged as event 5001.
+	docInvGive   = Interact{Seq: 44, Target: 7, Kind: InteractInventory, Data: mustInvOp(InventoryOp{Op: InvGive, Items: []uint64{1001}})}
+	docInvResult = Interaction{From: 42, Seq: 44, Tick: 1010, Kind: InteractInventoryResult,
+		Data: mustInvResult(InventoryResult{Op: InvGive, Code: InvOK, Event: 5001, Moved: 1})}
 	// Two entities at tick 1000: the second has an id ≥ 2^32.
 	docView1000 = []ViewSlot{
 		{ID: 7, State: EntityState{X: 320000, Y: 768, Z: 192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1}},
@@ -56,10 +64,12 @@ func TestDocExamples(t *testing.T) {
 	check("ack", docAckHex, (&Ack{Tick: 1003}).AppendFrame(nil))
 	check("interact", docInteractHex, docInteract.AppendFrame(nil))
 	check("interaction", docInteractionHex, docInteraction.AppendFrame(nil))
+	check("inventory give", docInvGiveHex, docInvGive.AppendFrame(nil))
+	check("inventory result", docInvResultHex, docInvResult.AppendFrame(nil))
 	for _, c := range []struct {
 		hex string
 		m   Message
-	}{{docInteractHex, &docInteract}, {docInteractionHex, &docInteraction}} {
+	}{{docInteractHex, &docInteract}, {docInteractionHex, &docInteraction}, {docInvGiveHex, &docInvGive}, {docInvResultHex, &docInvResult}} {
 		b, _ := hex.DecodeString(c.hex)
 		typ, payload, _, err := SplitFrame(b)
 		if err != nil {
@@ -87,7 +97,7 @@ func TestDocExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"`" + docHelloHex + "`", "`" + docInputHex + "`", spacedHex(docFullHex), spacedHex(docDeltaHex), "`" + spacedHex(docAckHex) + "`",
-		"`" + docInteractHex + "`", "`" + docInteractionHex + "`"} {
+		"`" + docInteractHex + "`", "`" + docInteractionHex + "`", "`" + docInvGiveHex + "`", "`" + docInvResultHex + "`"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("docs/wire.md does not show\n%s", want)
 		}

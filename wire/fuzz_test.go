@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -174,6 +175,63 @@ func FuzzDecodeMessage(f *testing.F) {
 	})
 }
 
+// FuzzInventoryOp decodes data as an InventoryOp. Decoding must not panic and every error must
+// wrap a sentinel; an operation that decodes must be valid and re-encode to the same bytes, and
+// an Interact of kind InteractInventory carrying data must validate exactly when data decodes.
+func FuzzInventoryOp(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, err := DecodeInventoryOp(data)
+		in := Interact{Seq: 1, Target: 1, Kind: InteractInventory, Data: data}
+		if ierr := in.Validate(); (ierr == nil) != (err == nil && len(data) <= MaxInteractData) {
+			t.Fatalf("Interact: %v; DecodeInventoryOp: %v", ierr, err)
+		}
+		if err != nil {
+			if o.Items != nil || o.Want != nil || o.Op != 0 {
+				t.Fatal("operation returned with an error")
+			}
+			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrTrailingBytes) && !errors.Is(err, ErrValueOutOfRange) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			return
+		}
+		if err := o.Validate(); err != nil {
+			t.Fatalf("decoded operation invalid: %v", err)
+		}
+		again, err := o.Append([]byte{0xEE})
+		if err != nil || !bytes.Equal(again[1:], data) {
+			t.Fatalf("re-encoding differs (%v):\n got % x\nwant % x", err, again[1:], data)
+		}
+	})
+}
+
+// FuzzInventoryResult decodes data as an InventoryResult, with the checks of FuzzInventoryOp
+// (an Interaction of kind InteractInventoryResult validates exactly when data decodes).
+func FuzzInventoryResult(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeInventoryResult(data)
+		in := Interaction{From: 1, Seq: 1, Kind: InteractInventoryResult, Data: data}
+		if ierr := in.Validate(); (ierr == nil) != (err == nil) {
+			t.Fatalf("Interaction: %v; DecodeInventoryResult: %v", ierr, err)
+		}
+		if err != nil {
+			if r != (InventoryResult{}) {
+				t.Fatal("result returned with an error")
+			}
+			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrTrailingBytes) && !errors.Is(err, ErrValueOutOfRange) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("decoded result invalid: %v", err)
+		}
+		again, err := r.Append([]byte{0xEE})
+		if err != nil || !bytes.Equal(again[1:], data) {
+			t.Fatalf("re-encoding differs (%v):\n got % x\nwant % x", err, again[1:], data)
+		}
+	})
+}
+
 // --- Seed corpora ---
 
 // corpusEntry is one seed file's values.
@@ -301,6 +359,12 @@ func messageSeeds() []corpusEntry {
 		{"interact-truncated", []byte{byte(MsgInteract), 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, byte(InteractChat), 3, 'h', 'i'}},
 		{"interaction-chat-not-utf8", []byte{byte(MsgInteraction), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0,
 			byte(InteractChat), 2, 0xC3, 0x28}},
+		{"interact-inventory-result", append([]byte{byte(MsgInteract), 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, byte(InteractInventoryResult), 11},
+			mustInvResult(InventoryResult{Op: InvLoot, Code: InvOK})...)}, // only servers send results
+		{"interact-inventory-duplicate", append([]byte{byte(MsgInteract), 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, byte(InteractInventory), 19},
+			invOpBytes(byte(InvTrade), 1, 1, 5, 5)...)},
+		{"interaction-result-code-0", append([]byte{byte(MsgInteraction), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0,
+			byte(InteractInventoryResult), 11}, invResultBytes(byte(InvGive), 0, 7, 1)...)},
 		{"snapshot", []byte{byte(MsgSnapshot), 0, 0, 0, 1, 0}},
 		{"unknown", []byte{0xEE, 1, 2, 3}},
 		{"garbage", garbage(rng, 40)},
@@ -311,13 +375,78 @@ func messageSeeds() []corpusEntry {
 	return seeds
 }
 
+func inventoryOpSeeds() []corpusEntry {
+	rng := rand.New(rand.NewPCG(23, 24))
+	var seeds []corpusEntry
+	for i, o := range validInventoryOps() {
+		seeds = append(seeds, corpusEntry{fmt.Sprintf("valid-%d-%v", i, o.Op), []any{mustInvOp(o)}})
+	}
+	give := mustInvOp(InventoryOp{Op: InvGive, Items: []uint64{1001}})
+	bad := []struct {
+		name string
+		data []byte
+	}{
+		{"truncated", give[:len(give)-1]},
+		{"trailing", append(slices.Clone(give), 0)},
+		{"op-0", invOpBytes(0, 1, 0, 1)},
+		{"op-5", invOpBytes(5, 1, 0, 1)},
+		{"id-0", invOpBytes(byte(InvLoot), 1, 0, 0)},
+		{"id-over-int64", invOpBytes(byte(InvDrop), 1, 0, 1<<63)},
+		{"duplicate-across", invOpBytes(byte(InvTrade), 2, 1, 7, 8, 7)},
+		{"give-of-two", invOpBytes(byte(InvGive), 2, 0, 1, 2)},
+		{"loot-wanting", invOpBytes(byte(InvLoot), 1, 1, 1, 2)},
+		{"trade-of-nothing", invOpBytes(byte(InvTrade), 0, 0)},
+		{"nine-items", invOpBytes(byte(InvTrade), 9, 0, itemIDs(1, 9)...)},
+		{"counts-255", invOpBytes(byte(InvTrade), 255, 255)},
+		{"empty", nil},
+		{"garbage", garbage(rng, 40)},
+	}
+	for _, b := range bad {
+		seeds = append(seeds, corpusEntry{b.name, []any{b.data}})
+	}
+	return seeds
+}
+
+func inventoryResultSeeds() []corpusEntry {
+	rng := rand.New(rand.NewPCG(25, 26))
+	var seeds []corpusEntry
+	for _, r := range []InventoryResult{
+		{Op: InvLoot, Code: InvOK, Event: 1, Moved: 1},
+		{Op: InvGive, Code: InvNotOwner},
+		{Op: InvTrade, Code: InvNoStore, Event: math.MaxUint64, Moved: math.MaxUint8},
+	} {
+		seeds = append(seeds, corpusEntry{fmt.Sprintf("valid-%v-%v", r.Op, r.Code), []any{mustInvResult(r)}})
+	}
+	ok := mustInvResult(InventoryResult{Op: InvDrop, Code: InvOK, Event: 77, Moved: 1})
+	bad := []struct {
+		name string
+		data []byte
+	}{
+		{"truncated", ok[:len(ok)-1]},
+		{"trailing", append(slices.Clone(ok), 0)},
+		{"op-0", invResultBytes(0, byte(InvOK), 1, 1)},
+		{"op-5", invResultBytes(5, byte(InvOK), 1, 1)},
+		{"code-0", invResultBytes(byte(InvLoot), 0, 1, 1)},
+		{"code-11", invResultBytes(byte(InvLoot), 11, 1, 1)},
+		{"an-op", invOpBytes(byte(InvTrade), 1, 1, 5, 6)},
+		{"empty", nil},
+		{"garbage", garbage(rng, 11)},
+	}
+	for _, b := range bad {
+		seeds = append(seeds, corpusEntry{b.name, []any{b.data}})
+	}
+	return seeds
+}
+
 func corpora(t *testing.T) map[string][]corpusEntry {
 	split, reader := frameSeeds()
 	return map[string][]corpusEntry{
-		"FuzzDecodeSnapshot": snapshotSeeds(t),
-		"FuzzSplitFrame":     split,
-		"FuzzFrameReader":    reader,
-		"FuzzDecodeMessage":  messageSeeds(),
+		"FuzzDecodeSnapshot":  snapshotSeeds(t),
+		"FuzzSplitFrame":      split,
+		"FuzzFrameReader":     reader,
+		"FuzzDecodeMessage":   messageSeeds(),
+		"FuzzInventoryOp":     inventoryOpSeeds(),
+		"FuzzInventoryResult": inventoryResultSeeds(),
 	}
 }
 

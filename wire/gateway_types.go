@@ -25,10 +25,17 @@ const (
 type InteractKind uint8
 
 const (
-	InteractAttack  InteractKind = 1
-	InteractChat    InteractKind = 2 // Data is UTF-8 text
-	InteractTrade   InteractKind = 3 // a trade request
-	maxInteractKind              = InteractTrade
+	InteractAttack InteractKind = 1
+	InteractChat   InteractKind = 2 // Data is UTF-8 text
+	InteractTrade  InteractKind = 3 // a trade request
+	// InteractInventory: Data is an InventoryOp (loot, drop, give, trade) the actor's owner
+	// runs as one PostgreSQL transaction. Its result comes back to the actor's client as an
+	// Interaction of kind InteractInventoryResult with the same (From, Seq).
+	InteractInventory InteractKind = 4
+	// InteractInventoryResult: Data is an InventoryResult. Only servers send it; a client's
+	// Interact of this kind is rejected.
+	InteractInventoryResult InteractKind = 5
+	maxInteractKind                      = InteractInventoryResult
 )
 
 // Interact is an interaction a client aims at another entity, real or ghost: an attack, a chat
@@ -74,6 +81,9 @@ type JoinMsg struct {
 	Resume    EntityID
 	AuthEpoch uint64
 	LastSeq   uint32
+	// PlayerID is the durable player the gateway authenticated the session as (0: none; a
+	// cell server then keeps nothing of the entity beyond the session).
+	PlayerID PlayerID
 }
 
 // RefuseMsg tells a gateway that its JoinMsg was refused.

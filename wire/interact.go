@@ -28,6 +28,14 @@ func checkInteraction(what fmt.Stringer, kind InteractKind, data []byte) error {
 		return fmt.Errorf("%w: %v data of %d bytes, max %d", ErrValueOutOfRange, what, len(data), MaxInteractData)
 	case kind == InteractChat && !utf8.Valid(data):
 		return fmt.Errorf("%w: %v chat text is not valid UTF-8", ErrValueOutOfRange, what)
+	case kind == InteractInventory:
+		if _, err := DecodeInventoryOp(data); err != nil {
+			return fmt.Errorf("%v: %w", what, err)
+		}
+	case kind == InteractInventoryResult:
+		if _, err := DecodeInventoryResult(data); err != nil {
+			return fmt.Errorf("%v: %w", what, err)
+		}
 	}
 	return nil
 }
@@ -78,13 +86,16 @@ func (m *Interact) AppendFrame(dst []byte) []byte {
 }
 
 // Validate requires Seq ≥ 1 (the sequence is shared with Input), a target, a known kind and at
-// most MaxInteractData bytes of data, valid UTF-8 for InteractChat.
+// most MaxInteractData bytes of data, valid UTF-8 for InteractChat, a valid InventoryOp for
+// InteractInventory; InteractInventoryResult is refused (only servers send results).
 func (m *Interact) Validate() error {
 	switch {
 	case m.Seq == 0:
 		return fmt.Errorf("%w: interact sequence 0 (sequences start at 1)", ErrValueOutOfRange)
 	case m.Target == 0:
 		return fmt.Errorf("%w: interact without a target", ErrValueOutOfRange)
+	case m.Kind == InteractInventoryResult:
+		return fmt.Errorf("%w: interact of kind %d (inventory results come from servers only)", ErrValueOutOfRange, uint8(m.Kind))
 	}
 	return checkInteraction(MsgInteract, m.Kind, m.Data)
 }

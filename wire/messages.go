@@ -68,6 +68,7 @@ var reasonNames = [...]string{
 	ReasonShutdown:      "shutdown",
 	ReasonKicked:        "kicked",
 	ReasonEntityLost:    "entity-lost",
+	ReasonUnavailable:   "unavailable",
 }
 
 // String returns the reason's name, or "reason(N)" for an unknown reason.

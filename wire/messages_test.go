@@ -37,6 +37,12 @@ func validMessages() []Message {
 		&Interaction{From: 1, Seq: 1, Tick: 0, Kind: InteractAttack},
 		&Interaction{From: math.MaxUint64, Seq: math.MaxUint32, Tick: math.MaxUint32, Kind: InteractChat, Data: []byte("hello ✓")},
 		&Interaction{From: 9, Seq: 3, Tick: 1000, Kind: InteractTrade, Data: []byte{0, 0xC0, 0xFF}},
+		&Interact{Seq: 44, Target: 7, Kind: InteractInventory, Data: mustInvOp(InventoryOp{Op: InvGive, Items: []uint64{1001}})},
+		&Interact{Seq: 45, Target: 42, Kind: InteractInventory, Data: mustInvOp(validInventoryOps()[7])}, // the largest
+		&Interaction{From: 42, Seq: 44, Tick: 1010, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvGive, Code: InvOK, Event: 5001, Moved: 1})},
+		&Interaction{From: math.MaxUint64, Seq: math.MaxUint32, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvNoStore})},
 	}
 }
 
@@ -124,7 +130,7 @@ func TestMessagesRejectOutOfRange(t *testing.T) {
 		{&Input{Seq: 1, MoveX: -128}, ErrValueOutOfRange},
 		{&Input{Seq: 1, MoveZ: -128}, ErrValueOutOfRange},
 		{&Ack{Tick: 0}, ErrValueOutOfRange},
-		{&Disconnect{Reason: ReasonEntityLost + 1}, ErrValueOutOfRange},
+		{&Disconnect{Reason: maxReason + 1}, ErrValueOutOfRange},
 		{&Interact{Seq: 0, Target: 1, Kind: InteractAttack}, ErrValueOutOfRange},
 		{&Interact{Seq: 1, Target: 0, Kind: InteractAttack}, ErrValueOutOfRange},
 		{&Interact{Seq: 1, Target: 1, Kind: 0}, ErrValueOutOfRange},
@@ -224,7 +230,7 @@ func TestMsgTypeString(t *testing.T) {
 	if MsgInteract.String() != "interact" || MsgInteraction.String() != "interaction" || ReasonEntityLost.String() != "entity-lost" {
 		t.Error(MsgInteract.String(), MsgInteraction.String(), ReasonEntityLost.String())
 	}
-	if (maxReason + 1).String() != "reason(8)" {
+	if (maxReason + 1).String() != "reason(9)" {
 		t.Error((maxReason + 1).String())
 	}
 }

@@ -31,8 +31,9 @@ import (
 
 // PeerProtocolVersion is carried in PeerHelloMsg; a server closes a link of another version.
 // Version 2 added LastSeq, X and Z to FrameMsg, the gateway and interaction messages
-// (PeerJoin..PeerInteractAck), PeerView and PeerDrop.
-const PeerProtocolVersion uint16 = 2
+// (PeerJoin..PeerInteractAck), PeerView and PeerDrop; version 3 added PlayerID to EntityRecord
+// (handoffs, migrations, ghosts, checkpoints) and to JoinMsg.
+const PeerProtocolVersion uint16 = 3
 
 // Peer link limits.
 const (
@@ -105,6 +106,10 @@ type EntityRecord struct {
 	Client        uint32 // that client's id on Home; 0 exactly when Home is 0
 	LastSeq       uint32 // the last input sequence applied for the client
 	LastInputTick Tick   // the tick that input was applied at; 0: none
+	// PlayerID is the durable player the entity embodies (the id PostgreSQL keys the player's
+	// position and inventory by; DESIGN.md §1a); 0: not a player (an NPC, or no
+	// authentication). Ghosts carry it too, so that a neighbour can trade with the player.
+	PlayerID PlayerID
 }
 
 // Validate requires an id, Yaw < YawSteps and Home and Client both 0 or both non-zero.
@@ -441,7 +446,7 @@ func decodePeerAs[T any, PT interface {
 // Payload sizes of the fixed-size peer messages.
 const (
 	peerHelloSize  = 8 + 8 + 2
-	recordSize     = 8 + 5*4 + 2 + 1 + 1 + 8 + 8 + 4 + 4 + 4 // EntityRecord, fixed layout
+	recordSize     = 8 + 5*4 + 2 + 1 + 1 + 8 + 8 + 4 + 4 + 4 + 8 // EntityRecord, fixed layout
 	handoffSize    = 8 + 8 + 8 + 4 + recordSize
 	handoffAckSize = 8 + 1
 	peerInputSize  = 8 + 4 + 8 + inputSize
@@ -651,6 +656,7 @@ func putRecord(p []byte, r *EntityRecord) {
 	binary.LittleEndian.PutUint32(p[48:], r.Client)
 	binary.LittleEndian.PutUint32(p[52:], r.LastSeq)
 	binary.LittleEndian.PutUint32(p[56:], uint32(r.LastInputTick))
+	binary.LittleEndian.PutUint64(p[60:], uint64(r.PlayerID))
 }
 
 // getRecord reads a record in the fixed layout from p[:recordSize].
@@ -671,6 +677,7 @@ func getRecord(p []byte) EntityRecord {
 		Client:        binary.LittleEndian.Uint32(p[48:]),
 		LastSeq:       binary.LittleEndian.Uint32(p[52:]),
 		LastInputTick: Tick(binary.LittleEndian.Uint32(p[56:])),
+		PlayerID:      PlayerID(binary.LittleEndian.Uint64(p[60:])),
 	}
 }
 
@@ -927,8 +934,8 @@ func DecodeFrameMsg(payload []byte) (FrameMsg, error) {
 // column takes at least one byte per record and at most the bytes below, which bounds what
 // a block may decompress to before a single record is allocated.
 const (
-	minRawRecord = 14
-	maxRawRecord = 10 + 5*5 + 2 + 1 + 1 + 10 + 10 + 5 + 5 + 5 // 74
+	minRawRecord = 15
+	maxRawRecord = 10 + 5*5 + 2 + 1 + 1 + 10 + 10 + 5 + 5 + 5 + 10 // 84
 	// maxRawBlock bounds the zstd decoder's output: the raw block of MaxMigrateEntities
 	// records of maximal size.
 	maxRawBlock = MaxMigrateEntities * maxRawRecord
@@ -1097,6 +1104,9 @@ func appendRawBlock(raw []byte, recs []EntityRecord) []byte {
 		t := int32(recs[i].LastInputTick)
 		raw = binary.AppendUvarint(raw, zigzag32(t-prevTick))
 		prevTick = t
+	}
+	for i := range recs {
+		raw = binary.AppendUvarint(raw, uint64(recs[i].PlayerID))
 	}
 	return raw
 }
@@ -1307,6 +1317,12 @@ func parseRawBlock(raw []byte, recs []EntityRecord) error {
 		prevTick = t
 	}
 	if err := col("lastInputTick"); err != nil {
+		return err
+	}
+	for i := range recs {
+		recs[i].PlayerID = PlayerID(c.uvarint())
+	}
+	if err := col("playerID"); err != nil {
 		return err
 	}
 	if c.off != len(raw) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -220,6 +221,9 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 			p[21] = 0 // resume 0
 			return p
 		}()},
+		{"join-trailing-player", PeerJoin, append(encodePeer(t, &JoinMsg{Home: 1, Client: 2, PlayerID: 3})[PeerFrameHeaderSize:], 0)},
+		{"join-no-player", PeerJoin, encodePeer(t, &JoinMsg{Home: 1, Client: 2, PlayerID: 3})[PeerFrameHeaderSize : PeerFrameHeaderSize+41]}, // a version 2 Join
+		{"handoff-no-player", PeerHandoff, handoff[PeerFrameHeaderSize : len(handoff)-8]},                                                    // a version 2 Handoff
 		{"refuse-reason-none", PeerRefuse, []byte{1, 0, 0, 0, 0}},
 		{"interact-data-long", PeerInteract, func() []byte {
 			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractAttack, Data: make([]byte, MaxInteractData)})[PeerFrameHeaderSize:]
@@ -230,6 +234,22 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractChat, Data: []byte("héllo")})[PeerFrameHeaderSize:]
 			p[interactMsgHead+2] = 0x41 // the second byte of é
 			return p
+		}()},
+		{"interact-inventory-id-0", PeerInteract, func() []byte {
+			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractInventory,
+				Data: mustInvOp(InventoryOp{Op: InvGive, Items: []uint64{5}})})[PeerFrameHeaderSize:]
+			clear(p[interactMsgHead+3:])
+			return p
+		}()},
+		{"interact-inventory-result-short", PeerInteract, func() []byte {
+			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 2, Kind: InteractInventoryResult,
+				Data: mustInvResult(InventoryResult{Op: InvGive, Code: InvOK})})[PeerFrameHeaderSize:]
+			p[interactMsgHead-1]--
+			return p[:len(p)-1]
+		}()},
+		{"ghosts-no-player", PeerGhosts, func() []byte {
+			p := encodePeer(t, &GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, PlayerID: 2}}})[PeerFrameHeaderSize:]
+			return p[:len(p)-8] // a version 2 record
 		}()},
 		{"interact-ack-delivered-2", PeerInteractAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2}},
 		{"view-entity-0", PeerView, append(make([]byte, 8), view[8:]...)},
@@ -293,8 +313,9 @@ func entityBlockRawSeeds() []corpusEntry {
 	for i, recs := range [][]EntityRecord{
 		{{ID: 1}},
 		{extremeRecord},
-		{{ID: 5, X: -1, Y: 2, Z: -3, Home: 1, Client: 2, LastInputTick: 9}, {ID: 6, X: 1 << 30, Yaw: 1023}, {ID: 1 << 40}},
+		{{ID: 5, X: -1, Y: 2, Z: -3, Home: 1, Client: 2, LastInputTick: 9, PlayerID: 300}, {ID: 6, X: 1 << 30, Yaw: 1023}, {ID: 1 << 40}},
 		clusteredEntities(12, 23),
+		{{ID: 1, PlayerID: math.MaxInt64}, {ID: 2, Home: 3, Client: 4, PlayerID: 1}}, // players only
 	} {
 		add(fmt.Sprintf("valid-%d", i), appendRawBlock(nil, recs), len(recs))
 	}
@@ -302,6 +323,8 @@ func entityBlockRawSeeds() []corpusEntry {
 	add("count-mismatch", one, 2)
 	add("trailing", append(slices.Clone(one), 0), 1)
 	add("non-canonical", append([]byte{0x81, 0x00}, one[1:]...), 1)
+	add("no-player-column", one[:len(one)-1], 1) // a version 2 block
+	add("non-canonical-player", append(slices.Clone(one[:len(one)-1]), 0x80, 0x00), 1)
 	add("empty", nil, 0)
 	add("garbage", garbage(rng, 70), 3)
 	return seeds

@@ -12,7 +12,7 @@ import (
 
 // Payload sizes of the gateway and interaction peer messages (InteractMsg: without its data).
 const (
-	joinSize        = 8 + 4 + 1 + 4 + 4 + 8 + 8 + 4
+	joinSize        = 8 + 4 + 1 + 4 + 4 + 8 + 8 + 4 + 8
 	refuseSize      = 4 + 1
 	interactMsgHead = 8 + 8 + 4 + 8 + 1 + 1
 	interactAckSize = 8 + 4 + 1
@@ -27,7 +27,7 @@ const (
 func (m *JoinMsg) Type() PeerType { return PeerJoin }
 
 // AppendFrame appends m as a frame: home:u64 | client:u32 | kind:u8 | x:i32 | z:i32 |
-// resume:u64 | authEpoch:u64 | lastSeq:u32.
+// resume:u64 | authEpoch:u64 | lastSeq:u32 | playerID:u64.
 func (m *JoinMsg) AppendFrame(dst []byte) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return dst, err
@@ -41,6 +41,7 @@ func (m *JoinMsg) AppendFrame(dst []byte) ([]byte, error) {
 	binary.LittleEndian.PutUint64(p[21:], uint64(m.Resume))
 	binary.LittleEndian.PutUint64(p[29:], m.AuthEpoch)
 	binary.LittleEndian.PutUint32(p[37:], m.LastSeq)
+	binary.LittleEndian.PutUint64(p[41:], uint64(m.PlayerID))
 	return dst, nil
 }
 
@@ -70,6 +71,7 @@ func DecodeJoinMsg(payload []byte) (JoinMsg, error) {
 		Resume:    EntityID(binary.LittleEndian.Uint64(p[21:])),
 		AuthEpoch: binary.LittleEndian.Uint64(p[29:]),
 		LastSeq:   binary.LittleEndian.Uint32(p[37:]),
+		PlayerID:  PlayerID(binary.LittleEndian.Uint64(p[41:])),
 	}
 	if err := m.Validate(); err != nil {
 		return JoinMsg{}, err

@@ -23,14 +23,14 @@ import (
 var extremeRecord = EntityRecord{
 	ID: math.MaxUint64, X: math.MinInt32, Y: math.MaxInt32, Z: math.MinInt32, VX: math.MaxInt32, VZ: math.MinInt32,
 	Yaw: YawSteps - 1, Kind: 255, Action: 255, AuthEpoch: math.MaxUint64, Home: math.MaxUint64,
-	Client: math.MaxUint32, LastSeq: math.MaxUint32, LastInputTick: math.MaxUint32,
+	Client: math.MaxUint32, LastSeq: math.MaxUint32, LastInputTick: math.MaxUint32, PlayerID: math.MaxUint64,
 }
 
 // validPeerMessages holds at least one valid message of every peer type, edge values included.
 func validPeerMessages() []PeerMessage {
 	npc := EntityRecord{ID: 1}
 	player := EntityRecord{ID: 77, X: 320000, Y: 768, Z: -192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1, Action: 2,
-		AuthEpoch: 4, Home: 9, Client: 1234, LastSeq: 99, LastInputTick: 1000}
+		AuthEpoch: 4, Home: 9, Client: 1234, LastSeq: 99, LastInputTick: 1000, PlayerID: 123456789}
 	return []PeerMessage{
 		&PeerHelloMsg{Server: 1, Incarnation: 0, Version: PeerProtocolVersion},
 		&PeerHelloMsg{Server: math.MaxUint64, Incarnation: math.MaxUint64, Version: math.MaxUint16},
@@ -57,13 +57,13 @@ func validPeerMessages() []PeerMessage {
 			LastSeq: math.MaxUint32, X: math.MinInt32, Z: math.MaxInt32,
 			Frame: bytes.Repeat([]byte{0xA5}, MaxForwardedFrame)},
 		&GhostsMsg{Tick: 1},
-		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64}}},
+		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64, PlayerID: 1<<62 + 5}}},
 		&GhostGoneMsg{Entities: []GhostRef{{ID: 1}, {ID: math.MaxUint64, AuthEpoch: math.MaxUint64}}},
 		&FrameMsg{Client: 3, Entity: 77, AuthEpoch: 4, LastSeq: 99, X: 320000, Z: -192000, Frame: []byte{1, 0, byte(MsgPong)}},
-		&JoinMsg{Home: GatewayIDBase + 1, Client: 1, Kind: 1, X: -5, Z: 7},
+		&JoinMsg{Home: GatewayIDBase + 1, Client: 1, Kind: 1, X: -5, Z: 7, PlayerID: 1}, // a new player
 		&JoinMsg{Home: math.MaxUint64, Client: math.MaxUint32, Kind: 255, X: math.MinInt32, Z: math.MaxInt32,
-			Resume: math.MaxUint64, AuthEpoch: math.MaxUint64, LastSeq: math.MaxUint32},
-		&JoinMsg{Home: 1, Client: 2, Resume: 3}, // a resumed entity may have epoch and sequence 0
+			Resume: math.MaxUint64, AuthEpoch: math.MaxUint64, LastSeq: math.MaxUint32, PlayerID: math.MaxUint64},
+		&JoinMsg{Home: 1, Client: 2, Resume: 3}, // a resumed entity may have epoch and sequence 0; no player
 		&RefuseMsg{Client: 1, Reason: ReasonServerFull},
 		&RefuseMsg{Client: math.MaxUint32, Reason: ReasonEntityLost},
 		&InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractAttack}, // no data decodes as nil
@@ -78,6 +78,15 @@ func validPeerMessages() []PeerMessage {
 		&DropMsg{Home: 1, Client: 1, Entity: 1}, // authority epoch 0
 		&DropMsg{Home: math.MaxUint64, Client: math.MaxUint32, Entity: math.MaxUint64, AuthEpoch: math.MaxUint64},
 		&DropMsg{Home: GatewayIDBase + 2, Client: 17, Entity: 42, AuthEpoch: 3},
+		// Inventory interactions (peer protocol 3), after the rest so that the seed names of
+		// the messages above stay put.
+		&InteractMsg{Origin: GatewayIDBase + 1, Actor: 77, Seq: 12, Target: 77, Kind: InteractInventory,
+			Data: mustInvOp(InventoryOp{Op: InvLoot, Items: []uint64{9001}})},
+		&InteractMsg{Origin: 3, Actor: 77, Seq: 13, Target: 78, Kind: InteractInventory,
+			Data: mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{1, 2, 3}, Want: []uint64{math.MaxInt64}})},
+		&InteractMsg{Origin: 3, Actor: 77, Seq: 13, Target: 77, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvOK, Event: 1 << 40, Moved: 4})},
+		&JoinMsg{Home: GatewayIDBase + 3, Client: 9, Resume: 77, AuthEpoch: 5, LastSeq: 13, PlayerID: 123456789}, // a resumed player
 	}
 }
 
@@ -162,9 +171,10 @@ func invalidPeerMessages() []struct {
 
 // clusteredEntities returns n entities of a crowd around one hotspot, as a cell migration
 // would ship them: ascending ids allocated in blocks, positions within ~100 m, most players
-// walking, sessions on a few gateways.
+// walking, sessions on a few gateways, players with durable ids from a few million.
 func clusteredEntities(n int, seed uint64) []EntityRecord {
 	rng := rand.New(rand.NewPCG(seed, 0x6d696772))
+	players := rand.New(rand.NewPCG(seed, 0x706c6179)) // apart, so the other fields stay as they were
 	const tick = 123456
 	recs := make([]EntityRecord, n)
 	id := EntityID(1 << 32)
@@ -187,6 +197,7 @@ func clusteredEntities(n int, seed uint64) []EntityRecord {
 			r.Client = uint32(1 + rng.IntN(20000))
 			r.LastSeq = uint32(rng.IntN(50000))
 			r.LastInputTick = Tick(tick - rng.IntN(3))
+			r.PlayerID = PlayerID(1 + players.IntN(5_000_000)) // a bigserial of a few million players
 			if rng.IntN(8) == 0 {
 				r.Action = uint8(1 + rng.IntN(5))
 			}
@@ -268,13 +279,14 @@ func TestPeerSizes(t *testing.T) {
 		size int
 	}{
 		{&PeerHelloMsg{Server: 1}, 18},
-		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1}}, 88},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1}}, 96},
 		{&HandoffAckMsg{Transfer: 1, Result: 1}, 9},
 		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1}}, 33},
 		{&AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 1}, 24},
 		{&LeaveMsg{Home: 1, Client: 1, Entity: 1}, 20},
 		{&FrameMsg{Client: 1, Entity: 1, Frame: []byte{1, 2, 3}}, 39},
-		{&JoinMsg{Home: 1, Client: 1}, 41},
+		{&JoinMsg{Home: 1, Client: 1}, 49},
+		{&GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1}, {ID: 2}}}, 8 + 2*68},
 		{&RefuseMsg{Client: 1, Reason: ReasonBadToken}, 5},
 		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte("abc")}, 33},
 		{&InteractAckMsg{Actor: 1, Seq: 1}, 13},
@@ -596,6 +608,7 @@ func genRecord(id EntityID) *rapid.Generator[EntityRecord] {
 			Action:        rapid.Uint8().Draw(t, "action"),
 			AuthEpoch:     rapid.OneOf(rapid.Uint64Range(0, 10), rapid.Uint64()).Draw(t, "authEpoch"),
 			LastInputTick: Tick(rapid.Uint32().Draw(t, "lastInputTick")),
+			PlayerID:      PlayerID(rapid.OneOf(rapid.Uint64Range(0, 1000), rapid.Uint64()).Draw(t, "playerID")),
 		}
 		if rapid.Bool().Draw(t, "hasClient") {
 			r.Home = rapid.OneOf(rapid.Uint64Range(1, 10), rapid.Uint64Min(1)).Draw(t, "home")
@@ -704,7 +717,7 @@ func rawBlock(count uint64, raw []byte) []byte {
 	return zstdEncoder().EncodeAll(raw, b)
 }
 
-// oneRaw is the raw block of one record with the given column values (14 columns, id first).
+// oneRaw is the raw block of one record with the given column values (15 columns, id first).
 func oneRaw(cols ...[]byte) []byte {
 	var raw []byte
 	for _, c := range cols {
@@ -716,7 +729,7 @@ func oneRaw(cols ...[]byte) []byte {
 func TestEntityBlockRejects(t *testing.T) {
 	b1 := []byte{1}
 	zero := []byte{0}
-	good := [][]byte{b1, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero}
+	good := [][]byte{b1, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero}
 	with := func(col int, v []byte) []byte {
 		cols := slices.Clone(good)
 		cols[col] = v
@@ -724,6 +737,9 @@ func TestEntityBlockRejects(t *testing.T) {
 	}
 	if recs, err := DecodeEntityBlock(rawBlock(1, oneRaw(good...))); err != nil || len(recs) != 1 || recs[0] != (EntityRecord{ID: 1}) {
 		t.Fatalf("hand-made block: %+v %v", recs, err)
+	}
+	if recs, err := DecodeEntityBlock(rawBlock(1, with(14, []byte{0xac, 0x02}))); err != nil || len(recs) != 1 || recs[0] != (EntityRecord{ID: 1, PlayerID: 300}) {
+		t.Fatalf("hand-made block with player 300: %+v %v", recs, err)
 	}
 	valid, _ := AppendEntityBlock(nil, clusteredEntities(50, 3))
 	for _, c := range []struct {
@@ -745,14 +761,17 @@ func TestEntityBlockRejects(t *testing.T) {
 		{"raw too short", rawBlock(2, oneRaw(good...)), ErrTruncated},
 		{"raw trailing byte", rawBlock(1, append(oneRaw(good...), 0)), ErrTrailingBytes},
 		{"id 0", rawBlock(1, with(0, zero)), ErrValueOutOfRange},
-		{"duplicate id", rawBlock(2, oneRaw(slices.Repeat([][]byte{{1, 0}}, 14)...)), ErrValueOutOfRange},
-		{"id overflow", rawBlock(2, oneRaw(append([][]byte{{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 1}}, slices.Repeat([][]byte{{0, 0}}, 13)...)...)), ErrValueOutOfRange},
+		{"duplicate id", rawBlock(2, oneRaw(slices.Repeat([][]byte{{1, 0}}, 15)...)), ErrValueOutOfRange},
+		{"id overflow", rawBlock(2, oneRaw(append([][]byte{{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 1}}, slices.Repeat([][]byte{{0, 0}}, 14)...)...)), ErrValueOutOfRange},
 		{"non-canonical x", rawBlock(1, with(1, []byte{0x80, 0x00})), ErrNonCanonical},
 		{"x beyond 32 bits", rawBlock(1, with(1, []byte{0x80, 0x80, 0x80, 0x80, 0x10})), ErrValueOutOfRange},
 		{"yaw 1024", rawBlock(1, with(6, []byte{0x80, 0x08})), ErrValueOutOfRange},
 		{"home without client", rawBlock(1, with(10, b1)), ErrValueOutOfRange},
 		{"client without home", rawBlock(1, with(11, b1)), ErrValueOutOfRange},
-		{"last column truncated", rawBlock(1, oneRaw(good[:13]...)), ErrTruncated},
+		{"non-canonical playerID", rawBlock(1, with(14, []byte{0x80, 0x00})), ErrNonCanonical},
+		{"playerID varint overflow", rawBlock(1, with(14, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02})), ErrValueOutOfRange},
+		{"last column truncated", rawBlock(1, oneRaw(good[:14]...)), ErrTruncated},
+		{"last column cut in a varint", rawBlock(1, with(14, []byte{0x80})), ErrTruncated},
 	} {
 		recs, err := DecodeEntityBlock(c.block)
 		if c.want == nil && isPeerSentinel(err) && recs == nil {
@@ -1100,7 +1119,7 @@ func BenchmarkMigrateDecode(b *testing.B) {
 // TestGhostMessages: round trips, and the rejections of malformed ghost messages.
 func TestGhostMessages(t *testing.T) {
 	g := GhostsMsg{Tick: 77, Entities: []EntityRecord{
-		{ID: 5, X: -3, Y: 1, Z: 1 << 20, VX: 9, VZ: -9, Yaw: 1023, Kind: 2, Action: 1, AuthEpoch: 4},
+		{ID: 5, X: -3, Y: 1, Z: 1 << 20, VX: 9, VZ: -9, Yaw: 1023, Kind: 2, Action: 1, AuthEpoch: 4, PlayerID: 31337}, // a player's ghost
 		{ID: 1 << 60, AuthEpoch: 1},
 	}}
 	gone := GhostGoneMsg{Entities: []GhostRef{{ID: 5, AuthEpoch: 4}, {ID: 9, AuthEpoch: 0}}}

@@ -27,6 +27,11 @@ const (
 // EntityID names an entity cluster-wide; it is never reused. 0 means "no entity".
 type EntityID uint64
 
+// PlayerID is a player's durable id: the key of the player's row in PostgreSQL (position,
+// stats, inventory), distinct from the in-world EntityID and the same across sessions and
+// servers (DESIGN.md §1a). 0 means "no player". At most math.MaxInt64 (PostgreSQL's bigint).
+type PlayerID uint64
+
 // Tick is a logical tick number on the cluster-wide 50 ms grid. 0 is reserved for "none".
 type Tick uint32
 
@@ -116,7 +121,10 @@ const (
 	ReasonShutdown
 	ReasonKicked
 	ReasonEntityLost // the session's entity is gone and could not be found or re-created
-	maxReason        = ReasonEntityLost
+	// ReasonUnavailable: the player's durable state could not be read (PostgreSQL is
+	// unreachable); the client may retry later.
+	ReasonUnavailable
+	maxReason = ReasonUnavailable
 )
 
 type Disconnect struct {

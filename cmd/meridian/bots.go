@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 )
 
@@ -26,8 +27,22 @@ func runBots(ctx context.Context, args []string) error {
 	alias := fs.String("addr", "", "the same as --gateway (older spelling; --gateway wins if both are set)")
 	addBotFlags(fs, &cfg)
 	duration := fs.Duration("duration", 0, "how long the bots play once connected (0: until interrupted)")
+	secretFile := fs.String("token-secret-file", "", "file holding the gateway's token secret (as its --token-secret-file): bot i then sends a signed token for player --player-base + i, valid 24 h; empty: development tokens")
+	fs.Uint64Var(&cfg.PlayerBase, "player-base", 0, "bot i plays as player player-base + i (required, ≥ 1, with --token-secret-file); 0 without a secret: bot i sends the token \"bot-<i>\" (a player derived from it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *secretFile != "" {
+		secret, err := auth.LoadSecret(*secretFile)
+		if err != nil {
+			return fmt.Errorf("--token-secret-file: %w", err)
+		}
+		if cfg.TokenSigner, err = auth.NewSigner(secret); err != nil {
+			return fmt.Errorf("--token-secret-file: %w", err)
+		}
+		if cfg.PlayerBase == 0 {
+			return fmt.Errorf("--player-base must be ≥ 1 with --token-secret-file (bot i plays as player player-base + i)")
+		}
 	}
 	set := map[string]bool{} // on the command line or through MERIDIAN_*
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meridian-mmo/meridian/cellserver"
 	"github.com/meridian-mmo/meridian/gateway"
+	"github.com/meridian-mmo/meridian/persistence"
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -35,6 +36,7 @@ type cellOptions struct {
 	capacity   int
 	leaseTTL   time.Duration
 	ckptEvery  int
+	pgURL      string
 	logLevel   string
 }
 
@@ -56,6 +58,7 @@ func addCellFlags(fs *flag.FlagSet, o *cellOptions, listen, metrics string, worl
 	fs.IntVar(&o.capacity, "capacity", 5000, "cluster mode: entities this server is sized for")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 3*time.Second, "cluster mode: lease asked for at every renewal (renewed every second)")
 	fs.IntVar(&o.ckptEvery, "checkpoint-every", 20, "cluster mode: ticks between checkpoints of the owned cells to the local Pebble store in --data (0: none)")
+	fs.StringVar(&o.pgURL, "pg-url", os.Getenv("MERIDIAN_PG_URL"), "cluster mode: PostgreSQL connection URL (default $MERIDIAN_PG_URL; empty: none, Pebble alone serves): players' positions, inventories and the event log; migrated on start")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -195,6 +198,19 @@ func runClusterCell(ctx context.Context, o *cellOptions, log *slog.Logger) error
 	cfg, err := o.clusterConfig(inc)
 	if err != nil {
 		return err
+	}
+	if o.pgURL != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pg, err := persistence.OpenPG(octx, o.pgURL, persistence.DefaultPGConfig())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--pg-url: %w", err)
+		}
+		defer pg.Close()
+		cfg.PG = pg
+		log.Info("PostgreSQL is the authoritative store (schema migrated)")
+	} else {
+		log.Info("no --pg-url: Pebble alone serves (inventory operations are refused)")
 	}
 	reg := newRegistry()
 	srv, err := cellserver.NewCluster(ctx, cfg, reg, log)

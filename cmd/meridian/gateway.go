@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/gateway"
+	"github.com/meridian-mmo/meridian/wire"
 )
 
 type gatewayOptions struct {
@@ -24,6 +27,7 @@ type gatewayOptions struct {
 	maxSessions int
 	logLevel    string
 	pprof       bool
+	secretFile  string
 }
 
 // pprofEnv turns --pprof on by default (for harnesses that start the binary with fixed flags).
@@ -44,6 +48,7 @@ func runGateway(ctx context.Context, args []string) error {
 	fs.Uint64Var(&o.seed, "seed", def.Seed, "seed of the spawn points of new sessions")
 	fs.IntVar(&o.maxSessions, "max-sessions", def.Edge.MaxSessions, "most concurrent client sessions")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.secretFile, "token-secret-file", "", "file holding the secret (≥ 32 bytes, surrounding whitespace trimmed) that session tokens are signed with (package auth); empty: development mode, any token is accepted as the player it names (default from $MERIDIAN_TOKEN_SECRET_FILE)")
 	fs.BoolVar(&o.pprof, "pprof", os.Getenv(pprofEnv) != "", "also serve net/http/pprof under /debug/pprof/ on --metrics-addr, with mutex and block profiling on (default from $"+pprofEnv+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,6 +70,21 @@ func runGateway(ctx context.Context, args []string) error {
 	cfg.WSListen = o.wsListen
 	cfg.Router = gateway.DefaultRouterConfig(cfg.Home())
 	cfg.Seed = o.seed
+	if o.secretFile != "" {
+		secret, err := auth.LoadSecret(o.secretFile)
+		if err != nil {
+			return fmt.Errorf("--token-secret-file: %w", err)
+		}
+		signer, err := auth.NewSigner(secret)
+		if err != nil {
+			return fmt.Errorf("--token-secret-file: %w", err)
+		}
+		cfg.Edge.Authenticate = func(token []byte) (wire.PlayerID, error) {
+			return signer.Verify(token, time.Now())
+		}
+	} else {
+		log.Warn("no --token-secret-file: development mode, any token is accepted as the player it names (\"player-<n>\" is player n; other tokens map to a player derived from them); do not expose this gateway")
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package bots
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -28,7 +30,21 @@ type Config struct {
 	// its view (each wait drawn from 0.5–1.5 × InteractEvery, in steps of the input rate);
 	// 0: never.
 	InteractEvery time.Duration
+	// TokenSigner and PlayerBase choose the session tokens. With a TokenSigner, bot i plays as
+	// player PlayerBase+i with a token it mints when it dials, valid for TokenLifetime (for a
+	// gateway verifying tokens signed with the same secret; PlayerBase ≥ 1). Without one, bot i
+	// sends the development token "player-<PlayerBase+i>" if PlayerBase > 0 (so a gateway in
+	// development mode makes it that player), else "bot-<i>" (a player derived from it).
+	TokenSigner *auth.Signer
+	PlayerBase  uint64
+	// OnInteraction (nil: none) is called, from Run's goroutine, with every interaction bot i
+	// received (its client counts them either way), e.g. the results of inventory operations
+	// a test sends through Clients().
+	OnInteraction func(i int, ia wire.Interaction)
 }
+
+// TokenLifetime is how long a token a bot mints (Config.TokenSigner) stays valid.
+const TokenLifetime = 24 * time.Hour
 
 // DefaultConfig returns a crowd of n wandering bots aimed at addr. Bots use a 20 ms KCP
 // interval (half the server's fast mode) so that thousands fit on one machine beside a server.
@@ -51,6 +67,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bots: DialWorkers (%d) must be ≥ 1", c.DialWorkers)
 	case c.InteractEvery < 0:
 		return fmt.Errorf("bots: InteractEvery (%v) must be ≥ 0", c.InteractEvery)
+	case c.TokenSigner != nil && c.PlayerBase == 0:
+		return fmt.Errorf("bots: PlayerBase must be ≥ 1 with a TokenSigner (bot i plays as player PlayerBase+i)")
+	case c.TokenSigner != nil && c.PlayerBase > math.MaxInt64-uint64(c.N-1):
+		return fmt.Errorf("bots: PlayerBase (%d) + N − 1 must be ≤ %d", c.PlayerBase, int64(math.MaxInt64))
+	case c.TokenSigner == nil && c.PlayerBase > auth.MaxExplicitDevPlayer-uint64(c.N-1):
+		return fmt.Errorf("bots: PlayerBase (%d) + N − 1 must be ≤ %d for development tokens", c.PlayerBase, uint64(auth.MaxExplicitDevPlayer))
 	}
 	if _, err := ParseBehavior(c.Behavior); err != nil {
 		return err
@@ -59,6 +81,7 @@ func (c Config) Validate() error {
 }
 
 type bot struct {
+	i        int // its index in the crowd
 	c        *client.Client
 	behavior Behavior
 	rng      *rand.Rand
@@ -135,7 +158,12 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 				}
 				cc := cfg.Client
 				cc.Addr = cfg.Addr
-				cc.Token = fmt.Appendf(nil, "bot-%d", i)
+				tok, err := cfg.token(i, time.Now())
+				if err != nil {
+					errs <- fmt.Errorf("bot %d: %w", i, err)
+					continue
+				}
+				cc.Token = tok
 				c, err := client.Dial(ctx, cc)
 				if err != nil {
 					errs <- fmt.Errorf("bot %d: %w", i, err)
@@ -146,7 +174,7 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 					{wire.DequantisePos(w.WorldMin[0]), wire.DequantisePos(w.WorldMin[1])},
 					{wire.DequantisePos(w.WorldMax[0]), wire.DequantisePos(w.WorldMax[1])},
 				}
-				b := &bot{c: c, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
+				b := &bot{i: i, c: c, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
 					irng: rand.New(rand.NewPCG(cfg.Seed^0x696e7465726163, uint64(i)))} // "interac"
 				b.interactIn = r.interactWait(b)
 				r.bots[i] = b
@@ -164,6 +192,18 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// token is bot i's session token, minted (with a TokenSigner) at now.
+func (c Config) token(i int, now time.Time) ([]byte, error) {
+	switch {
+	case c.TokenSigner != nil:
+		return c.TokenSigner.Mint(wire.PlayerID(c.PlayerBase+uint64(i)), now.Add(TokenLifetime))
+	case c.PlayerBase > 0:
+		return fmt.Appendf(nil, "player-%d", c.PlayerBase+uint64(i)), nil
+	default:
+		return fmt.Appendf(nil, "bot-%d", i), nil
+	}
 }
 
 // Run steps every bot's behaviour at InputHz until ctx ends.
@@ -209,7 +249,11 @@ func (r *Runner) interactWait(b *bot) int {
 // entity in the bot's view (none in view: the next step tries again). It also drains the
 // interactions the bot received (counted by its client).
 func (r *Runner) interact(b *bot) {
-	b.c.Interactions()
+	for _, ia := range b.c.Interactions() {
+		if r.cfg.OnInteraction != nil {
+			r.cfg.OnInteraction(b.i, ia)
+		}
+	}
 	if b.interactIn == 0 {
 		return
 	}
@@ -272,6 +316,14 @@ func (r *Runner) unacked() uint64 {
 		}
 	}
 	return n
+}
+
+// Client is bot i's client (nil if it did not connect).
+func (r *Runner) Client(i int) *client.Client {
+	if i < 0 || i >= len(r.bots) || r.bots[i] == nil {
+		return nil
+	}
+	return r.bots[i].c
 }
 
 // Clients returns the bots' clients.

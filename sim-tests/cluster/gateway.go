@@ -265,7 +265,7 @@ func (s *Sim) gatewayBots() {
 		}
 		if !g.opened {
 			g.opened = true
-			r.Open(g.session, [2]float64{s.rng.Float64() * s.o.World, s.rng.Float64() * s.o.World}, t)
+			r.Open(g.session, wire.PlayerID(i+1), [2]float64{s.rng.Float64() * s.o.World, s.rng.Float64() * s.o.World}, t)
 			continue
 		}
 		if !g.welcomed {

@@ -1,0 +1,162 @@
+package cellserver
+
+import (
+	"testing"
+
+	"github.com/meridian-mmo/meridian/wire"
+)
+
+// TestPlayerJoinFromStoredState: a join whose player PostgreSQL has placed starts where it was
+// stored, one authority epoch above the stored one (so its flushes are not fenced); one never
+// placed starts at the gateway's spawn; a resume keeps the gateway's position and rises above
+// a stored epoch newer than the gateway knew. Every player entity shows in PlayerStates, and
+// its player id travels with its ghosts and its handoff.
+func TestPlayerJoinFromStoredState(t *testing.T) {
+	p := newPair(t)
+	p.tick = 1
+	join := func(c uint32, player wire.PlayerID, stored *StoredPlayer) PeerIn {
+		in := gw(&wire.JoinMsg{Home: uint64(testGateway), Client: c, X: wire.QuantisePos(50), Z: wire.QuantisePos(50), PlayerID: player})
+		in.Player = stored
+		return in
+	}
+	p.step(1, MemberInput{},
+		join(1, 42, &StoredPlayer{Placed: true, X: 250, Z: 120, Epoch: 9}),
+		join(2, 43, &StoredPlayer{Epoch: 0}),
+		join(3, 0, nil))
+	frames := map[uint32]*wire.FrameMsg{}
+	for _, m := range p.toGateway(1) {
+		if f, ok := m.(*wire.FrameMsg); ok {
+			if typ, _, _, _ := wire.SplitFrame(f.Frame); typ == wire.MsgWelcome {
+				frames[f.Client] = f
+			}
+		}
+	}
+	if f := frames[1]; f == nil || f.AuthEpoch != 10 || f.X != wire.QuantisePos(250) || f.Z != wire.QuantisePos(120) {
+		t.Fatalf("placed player's welcome %+v: want epoch 10 at (250, 120)", f)
+	}
+	if f := frames[2]; f == nil || f.AuthEpoch != 1 || f.X != wire.QuantisePos(50) {
+		t.Fatalf("unplaced player's welcome %+v: want epoch 1 at the spawn", f)
+	}
+	e42 := frames[1].Entity
+	states := p.m[1].PlayerStates(nil)
+	if len(states) != 2 || states[0].Player != 42 || states[0].Epoch != 10 || states[0].Cell == 0 || states[1].Player != 43 {
+		t.Fatalf("PlayerStates %+v: want players 42 (epoch 10, in a cell) and 43", states)
+	}
+
+	// Player 42 stands by the border: server 2 gets a ghost that knows its player.
+	for p.tick = 2; p.tick < 4; p.tick++ {
+		g1 := p.from(1)
+		p.step(1, MemberInput{}, p.from(2)...)
+		p.step(2, MemberInput{}, g1...)
+	}
+	if got := p.m[2].playerOf(e42); got != 42 {
+		t.Fatalf("server 2's ghost of entity %d is player %d, want 42", e42, got)
+	}
+	// It walks over: server 2 owns it, as player 42, one epoch up.
+	for ; p.tick < 40 && len(p.m[2].PlayerStates(nil)) == 0; p.tick++ {
+		g1 := p.from(1)
+		p.step(1, MemberInput{}, append(p.from(2), gw(&wire.InputMsg{Home: uint64(testGateway), Client: 1, Entity: e42,
+			Input: wire.Input{Seq: uint32(p.tick), MoveX: 127}}))...)
+		p.step(2, MemberInput{}, g1...)
+	}
+	if s := p.m[2].PlayerStates(nil); len(s) != 1 || s[0].Player != 42 || s[0].Epoch != 11 {
+		t.Fatalf("server 2 PlayerStates %+v: want player 42 at epoch 11", s)
+	}
+
+	// A resume: PostgreSQL holds epoch 20, the gateway last saw 3.
+	r := gw(&wire.JoinMsg{Home: uint64(testGateway), Client: 9, X: wire.QuantisePos(60), Z: wire.QuantisePos(60),
+		Resume: 777, AuthEpoch: 3, LastSeq: 5, PlayerID: 50})
+	r.Player = &StoredPlayer{Placed: true, X: 10, Z: 10, Epoch: 20}
+	p.step(1, MemberInput{}, r)
+	if a, _ := p.m[1].AuthOf(777); a != 21 {
+		t.Fatalf("resumed epoch %d, want 21", a)
+	}
+	if st, _ := p.m[1].World().Entity(777); st.X != wire.QuantisePos(60) {
+		t.Fatalf("resumed at x %d, want the gateway's %d", st.X, wire.QuantisePos(60))
+	}
+}
+
+// TestInventoryRequestAndResult: an inventory interaction becomes an InventoryRequest keyed by
+// (actor, seq), naming the target's player from its ghost; its result, fed back in a later
+// Step, reaches the actor's gateway as an Interaction of kind InteractInventoryResult with the
+// request's (From, Seq). One that cannot run is answered at once and never reaches the driver.
+func TestInventoryRequestAndResult(t *testing.T) {
+	p := newPair(t)
+	p.tick = 1
+	join := func(c uint32, x float64, player wire.PlayerID) PeerIn {
+		in := gw(&wire.JoinMsg{Home: uint64(testGateway), Client: c, X: wire.QuantisePos(x), Z: wire.QuantisePos(100), PlayerID: player})
+		in.Player = &StoredPlayer{}
+		return in
+	}
+	p.step(1, MemberInput{}, join(1, 250, 71), join(3, 200, 0))
+	p.step(2, MemberInput{}, join(2, 262, 72))
+	var actor, npc wire.EntityID
+	for _, e := range p.real(1) {
+		if p.m[1].playerOf(e) == 71 {
+			actor = e
+		} else {
+			npc = e
+		}
+	}
+	target := p.real(2)[0]
+	for p.tick = 2; p.tick < 5; p.tick++ {
+		g1 := p.from(1)
+		p.step(1, MemberInput{}, p.from(2)...)
+		p.step(2, MemberInput{}, g1...)
+	}
+	ask := func(actor wire.EntityID, seq uint32, tgt wire.EntityID, op wire.InventoryOp) PeerIn {
+		data, err := op.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gw(&wire.InteractMsg{Origin: uint64(testGateway), Actor: actor, Seq: seq, Target: tgt, Kind: wire.InteractInventory, Data: data})
+	}
+	trade := wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{5}, Want: []uint64{6, 7}}
+	out := p.step(1, MemberInput{}, ask(actor, 1, target, trade), ask(actor, 2, 999, wire.InventoryOp{Op: wire.InvGive, Items: []uint64{5}}))
+	if len(out.InventoryOps) != 1 {
+		t.Fatalf("InventoryOps %+v, want the trade only", out.InventoryOps)
+	}
+	req := out.InventoryOps[0]
+	if req.Key != InventoryKey(actor, 1) || req.Player != 71 || req.Target != 72 || req.Cell == 0 ||
+		req.Op.Op != wire.InvTrade || len(req.Op.Want) != 2 {
+		t.Fatalf("request %+v", req)
+	}
+	results := func(from wire.EntityID) map[uint32]wire.InventoryResult {
+		got := map[uint32]wire.InventoryResult{}
+		for _, m := range p.toGateway(1) {
+			f, ok := m.(*wire.FrameMsg)
+			if !ok {
+				continue
+			}
+			typ, payload, _, _ := wire.SplitFrame(f.Frame)
+			if typ != wire.MsgInteraction {
+				continue
+			}
+			ia, err := wire.DecodeInteraction(payload)
+			if err != nil || ia.Kind != wire.InteractInventoryResult || ia.From != from || f.Entity != from {
+				t.Fatalf("interaction %+v to the gateway (%v)", ia, err)
+			}
+			r, err := wire.DecodeInventoryResult(ia.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[ia.Seq] = r
+		}
+		return got
+	}
+	if got := results(actor); got[2].Code != wire.InvNoTarget || len(got) != 1 {
+		t.Fatalf("immediate results %+v, want seq 2 answered no_target", got)
+	}
+	p.tick++
+	p.step(1, MemberInput{InventoryDone: []InventoryDone{{Actor: actor, Seq: 1,
+		Result: wire.InventoryResult{Op: wire.InvTrade, Code: wire.InvOK, Event: 33, Moved: 3}}}})
+	if got := results(actor); got[1] != (wire.InventoryResult{Op: wire.InvTrade, Code: wire.InvOK, Event: 33, Moved: 3}) {
+		t.Fatalf("results %+v, want the trade's", got)
+	}
+	// An entity that is no player cannot trade.
+	p.tick++
+	out = p.step(1, MemberInput{}, ask(npc, 1, target, trade))
+	if len(out.InventoryOps) != 0 || results(npc)[1].Code != wire.InvInvalid {
+		t.Fatalf("a non-player's trade: ops %+v, results %+v", out.InventoryOps, results(npc))
+	}
+}
