@@ -61,6 +61,7 @@ type Cluster struct {
 
 	ckpt     *checkpointer         // nil: no checkpoints
 	pl       *players              // nil: no PostgreSQL
+	ob       *outbox
 	noStore  []InventoryDone       // inventory operations answered InvNoStore (no PostgreSQL)
 	fatal    chan error            // the store failed
 	fatalErr atomic.Pointer[error] // what Run returns after a store failure
@@ -240,6 +241,13 @@ func NewCluster(ctx context.Context, cfg ClusterConfig, reg prometheus.Registere
 			return nil, err
 		}
 	}
+	var store *persistence.Store
+	if c.ckpt != nil {
+		store = c.ckpt.store
+	}
+	if c.ob, err = newOutbox(store, cfg.PG, reg); err != nil {
+		return nil, err
+	}
 	if c.peers, err = listenPeers(ctx, cfg.PeerListen, cfg.Member.Server, cfg.Member.Incarnation, reg, log); err != nil {
 		return nil, err
 	}
@@ -349,8 +357,14 @@ func (c *Cluster) Run(ctx context.Context) error {
 		if n := c.ckpt.restore(c.member, mp, c.cfg.Member.Server, t0, fence); n > 0 {
 			c.log.Info("restored entities from the local checkpoints", "entities", n)
 		}
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); c.ckpt.run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := c.ob.run(ctx); err != nil {
+				c.log.Error("outbox flusher stopped", "err", err)
+			}
+		}()
 		go func() {
 			select {
 			case <-ctx.Done():
@@ -598,6 +612,12 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 	out := c.member.Step(mi)
 	if dropped != nil {
 		close(dropped)
+	}
+	if err := c.ob.write(out.Events); err != nil {
+		// The store failed (its OnFatal stops the process): nothing of this tick may leave,
+		// as its deaths are not durable.
+		c.log.Error("critical events not stored: the tick's output is withheld", "err", err)
+		return c.finish(in, mi, out)
 	}
 	if c.pl != nil {
 		c.pl.submit(out.InventoryOps)

@@ -143,6 +143,10 @@ type MemberConfig struct {
 	// SessionIdleTicks: the entity of a session homed at a gateway that has sent nothing
 	// (inputs, acks) for this long leaves the world. 0: never.
 	SessionIdleTicks int
+	// PlayerHP is the hit points a client's entity starts with (and respawns with after a
+	// death); AttackDamage what one InteractAttack delivered to it takes off (0: attacks do no
+	// harm). An entity brought to 0 dies: a "death" critical event (MemberOutput.Events).
+	PlayerHP, AttackDamage uint16
 }
 
 // DefaultMemberConfig returns a configuration for server id, incarnation inc.
@@ -152,6 +156,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
 		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 40,
 		SessionIdleTicks: 20 * 30, HandoffHysteresis: 4,
+		PlayerHP: 100, AttackDamage: 10,
 	}
 }
 
@@ -178,6 +183,10 @@ func (c MemberConfig) Validate() error {
 		return configErr("MemberConfig.HandoffHysteresis", c.HandoffHysteresis, "must be in [0, GhostDistance (%v)]: the new owner must hold a ghost of an entity before it is handed over", c.GhostDistance)
 	case c.SessionIdleTicks < 0:
 		return configErr("MemberConfig.SessionIdleTicks", c.SessionIdleTicks, "must be ≥ 0")
+	case c.PlayerHP < 1:
+		return configErr("MemberConfig.PlayerHP", c.PlayerHP, "must be ≥ 1")
+	case c.AttackDamage > c.PlayerHP:
+		return configErr("MemberConfig.AttackDamage", c.AttackDamage, "must be in [0, PlayerHP (%d)]", c.PlayerHP)
 	}
 	return c.World.Validate()
 }
@@ -213,6 +222,7 @@ type entityMeta struct {
 	auth   uint64        // authority epoch: grows with every handoff or migration
 	home   SessionKey    // zero for an NPC
 	player wire.PlayerID // the durable player it embodies; 0: none
+	hp     uint16        // hit points; 0: it has none (cannot be hurt)
 }
 
 type migKey struct {
@@ -328,6 +338,9 @@ type MemberOutput struct {
 	// InventoryOps are inventory operations applied this tick, for the driver to run (off the
 	// tick) and answer with an InventoryDone in a later Step.
 	InventoryOps []InventoryRequest
+	// Events are critical events of this tick (deaths): the driver must make them durable
+	// (the local outbox, one synced batch) before it sends anything this Step produced.
+	Events []CriticalEvent
 	// World is the World's output for this tick; nil if it did not step (no map yet, fenced).
 	World *StepOutput
 }
@@ -364,6 +377,7 @@ type MemberStats struct {
 	// Inventory operations handed to the driver, and refused here without reaching it (no
 	// target in view, no player).
 	InventoryOps, InventoryRefused int
+	Deaths                         int // entities brought to 0 hit points here
 	EntitiesDropped                int // entities dropped because this server was declared dead or a session's home died
 	SessionsLost                   int
 }
@@ -485,7 +499,7 @@ func (m *Member) Step(in *MemberInput) *MemberOutput {
 	o := &m.out
 	o.Send, o.Staged = o.Send[:0], o.Staged[:0]
 	o.Welcomes, o.Refused, o.Frames, o.Lost = o.Welcomes[:0], o.Refused[:0], o.Frames[:0], o.Lost[:0]
-	o.InventoryOps = o.InventoryOps[:0]
+	o.InventoryOps, o.Events = o.InventoryOps[:0], o.Events[:0]
 	o.World = nil
 
 	if in.DeclaredDead {
@@ -824,7 +838,7 @@ func (m *Member) record(e Exported) wire.EntityRecord {
 	return wire.EntityRecord{
 		ID: e.ID, X: s.X, Y: s.Y, Z: s.Z, VX: s.VX, VZ: s.VZ, Yaw: s.Yaw, Kind: s.Kind, Action: s.Action,
 		AuthEpoch: meta.auth, Home: uint64(meta.home.Home), Client: uint32(meta.home.Client), LastSeq: e.LastSeq,
-		PlayerID: meta.player,
+		PlayerID: meta.player, HP: meta.hp,
 	}
 }
 
@@ -895,7 +909,7 @@ func (m *Member) importRecord(r wire.EntityRecord, t wire.Tick, bump bool, last 
 	if bump {
 		auth++
 	}
-	m.ents[r.ID] = entityMeta{auth: auth, home: home, player: r.PlayerID}
+	m.ents[r.ID] = entityMeta{auth: auth, home: home, player: r.PlayerID, hp: r.HP}
 	if home.Home != 0 && home.Home != m.self {
 		m.nextCID++
 		m.remote[home] = wc
@@ -1416,7 +1430,7 @@ func (m *Member) deliver(wo *StepOutput) {
 		}
 		if s, ok := m.sessions[j.Client]; ok {
 			s.entity, s.owner, s.auth = j.Entity, m.self, 1
-			m.ents[j.Entity] = entityMeta{auth: 1, home: SessionKey{m.self, j.Client}, player: s.player}
+			m.ents[j.Entity] = entityMeta{auth: 1, home: SessionKey{m.self, j.Client}, player: s.player, hp: m.cfg.PlayerHP}
 			m.out.Welcomes = append(m.out.Welcomes, j)
 		} else {
 			// Closed before its join ran (the close raced the join): take it out again.

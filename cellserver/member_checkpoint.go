@@ -54,7 +54,7 @@ func (m *Member) Checkpoints(t wire.Tick) []CellCheckpoint {
 		}
 		st, _ := m.world.Entity(p.ID)
 		r := wire.EntityRecord{ID: p.ID, X: st.X, Y: st.Y, Z: st.Z, VX: st.VX, VZ: st.VZ, Yaw: st.Yaw,
-			Kind: st.Kind, Action: st.Action, AuthEpoch: meta.auth, PlayerID: meta.player}
+			Kind: st.Kind, Action: st.Action, AuthEpoch: meta.auth, PlayerID: meta.player, HP: meta.hp}
 		if meta.home.Home != 0 {
 			r.Home, r.Client = uint64(meta.home.Home), uint32(meta.home.Client)
 			if wc, ok := m.world.entityClient(p.ID); ok && wc != 0 {

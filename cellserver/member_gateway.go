@@ -97,7 +97,10 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, stored *Stored
 		m.resumes[msg.Resume] = t + wire.Tick(m.cfg.RememberTicks)
 		r := wire.EntityRecord{ID: msg.Resume, X: msg.X, Z: msg.Z, Kind: msg.Kind,
 			AuthEpoch: msg.AuthEpoch, Home: msg.Home, Client: msg.Client, LastSeq: msg.LastSeq,
-			PlayerID: msg.PlayerID}
+			PlayerID: msg.PlayerID, HP: m.cfg.PlayerHP}
+		if stored != nil && stored.HP > 0 {
+			r.HP = min(stored.HP, m.cfg.PlayerHP)
+		}
 		if stored != nil && stored.Epoch > r.AuthEpoch {
 			// A writer the gateway never saw frames from (a zombie's last flush, say) stored a
 			// newer epoch: the resumed entity must be newer still, or its writes are fenced.
@@ -128,9 +131,12 @@ func (m *Member) onJoin(from raftmeta.ServerID, msg wire.JoinMsg, stored *Stored
 	m.heard[wc] = t
 	j := Join{Client: wc, Kind: msg.Kind, Player: msg.PlayerID,
 		Spawn: [2]float64{float64(msg.X) / wire.PosUnitsPerMetre, float64(msg.Z) / wire.PosUnitsPerMetre}}
-	pj := pendingJoin{player: msg.PlayerID, auth: 1}
+	pj := pendingJoin{player: msg.PlayerID, auth: 1, hp: m.cfg.PlayerHP}
 	if stored != nil {
 		pj.auth = max(1, stored.Epoch+1)
+		if stored.HP > 0 {
+			pj.hp = min(stored.HP, m.cfg.PlayerHP)
+		}
 		if stored.Placed {
 			// Where it was last stored; if that is another server's cell, the first tick hands
 			// it over.
@@ -202,7 +208,7 @@ func (m *Member) remoteJoined(j Joined) bool {
 	}
 	pj := m.pendingJoins[j.Client]
 	delete(m.pendingJoins, j.Client)
-	m.ents[j.Entity] = entityMeta{auth: max(1, pj.auth), home: key, player: pj.player}
+	m.ents[j.Entity] = entityMeta{auth: max(1, pj.auth), home: key, player: pj.player, hp: pj.hp}
 	m.sendFrame(j.Client, key, j.Welcome.AppendFrame(nil))
 	return true
 }
@@ -345,6 +351,9 @@ func (m *Member) deliverInteract(msg *wire.InteractMsg, t wire.Tick) {
 	} else {
 		m.delivered[k] = t + wire.Tick(m.cfg.RememberTicks)
 		m.stats.InteractsDelivered++
+		if msg.Kind == wire.InteractAttack {
+			m.hurt(msg, t)
+		}
 		if wc, _ := m.world.entityClient(msg.Target); wc != 0 {
 			ia := wire.Interaction{From: msg.Actor, Seq: msg.Seq, Tick: t, Kind: msg.Kind, Data: msg.Data}
 			frame := ia.AppendFrame(nil)

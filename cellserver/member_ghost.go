@@ -299,7 +299,7 @@ func (m *Member) preghost(t wire.Tick) {
 func (m *Member) ghostRecord(id wire.EntityID) wire.EntityRecord {
 	st, _ := m.world.Entity(id)
 	return wire.EntityRecord{ID: id, X: st.X, Y: st.Y, Z: st.Z, VX: st.VX, VZ: st.VZ, Yaw: st.Yaw,
-		Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[id].auth, PlayerID: m.ents[id].player}
+		Kind: st.Kind, Action: st.Action, AuthEpoch: m.ents[id].auth, PlayerID: m.ents[id].player, HP: m.ents[id].hp}
 }
 
 // flushGhostBatch sends the ghost updates batched for each server and empties the batch.

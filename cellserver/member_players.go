@@ -21,12 +21,15 @@ type StoredPlayer struct {
 	X, Y, Z float64 // metres
 	// Epoch is the stored authority epoch: an entity of the player must write with a newer one.
 	Epoch uint64
+	// HP is the stored hit points (0: none stored: the entity starts with PlayerHP).
+	HP uint16
 }
 
 // pendingJoin is what a gateway join brings that the World does not keep.
 type pendingJoin struct {
 	player wire.PlayerID
 	auth   uint64 // the entity's first authority epoch
+	hp     uint16
 }
 
 // PlayerState is a real player entity's state, as a flush writes it.
@@ -36,6 +39,7 @@ type PlayerState struct {
 	X, Y, Z int32 // position units (1/wire.PosUnitsPerMetre m)
 	Cell    raftmeta.CellID
 	Epoch   uint64 // the entity's authority epoch: PostgreSQL keeps the newest writer's
+	HP      uint16
 }
 
 // PlayerStates appends the state of every player entity real here and not in flight (an
@@ -53,7 +57,7 @@ func (m *Member) PlayerStates(dst []PlayerState) []PlayerState {
 		if !ok {
 			continue
 		}
-		ps := PlayerState{Player: meta.player, Entity: id, X: st.X, Y: st.Y, Z: st.Z, Epoch: meta.auth}
+		ps := PlayerState{Player: meta.player, Entity: id, X: st.X, Y: st.Y, Z: st.Z, Epoch: meta.auth, HP: meta.hp}
 		if c := m.lookup.at(st.X, st.Z); c != nil {
 			ps.Cell = c.ID
 		}
@@ -169,4 +173,43 @@ func (m *Member) inventoryDone(d InventoryDone, t wire.Tick) {
 	}
 	m.interacts[k] = o
 	m.routeInteract(&o.msg, t)
+}
+
+// CriticalEvent is an event the game must not lose (a death): the driver writes it to the
+// local outbox, durably, before anything of the Step that produced it leaves the process, and
+// the outbox flusher delivers it to PostgreSQL's event log, once per Key.
+type CriticalEvent struct {
+	// Key is the event's idempotency key: the same if the event happens again after a crash
+	// (the attack that caused a death is redelivered to the target's new owner).
+	Key     string
+	Kind    string // "death"
+	Cell    raftmeta.CellID
+	Epoch   raftmeta.Epoch // the cell's epoch
+	Payload []byte         // a JSON object; "player" names the player it concerns
+}
+
+// hurt applies an attack delivered to its target, real here. One that takes the last hit
+// point is a death: the target respawns where it fell with full hit points, and the death
+// becomes a critical event keyed by the attack (actor, seq), delivered once per attack.
+func (m *Member) hurt(msg *wire.InteractMsg, t wire.Tick) {
+	meta, ok := m.ents[msg.Target]
+	if !ok || meta.hp == 0 || m.cfg.AttackDamage == 0 {
+		return
+	}
+	if meta.hp > m.cfg.AttackDamage {
+		meta.hp -= m.cfg.AttackDamage
+		m.ents[msg.Target] = meta
+		return
+	}
+	meta.hp = m.cfg.PlayerHP
+	m.ents[msg.Target] = meta
+	m.stats.Deaths++
+	st, _ := m.world.Entity(msg.Target)
+	ev := CriticalEvent{Key: fmt.Sprintf("death:%d:%d", msg.Actor, msg.Seq), Kind: "death"}
+	if c := m.lookup.at(st.X, st.Z); c != nil {
+		ev.Cell, ev.Epoch = c.ID, c.Epoch
+	}
+	ev.Payload = fmt.Appendf(nil, `{"player":%d,"entity":%d,"killer_entity":%d,"killer_player":%d,"tick":%d,"x":%g,"z":%g}`,
+		meta.player, msg.Target, msg.Actor, m.playerOf(msg.Actor), t, wire.DequantisePos(st.X), wire.DequantisePos(st.Z))
+	m.out.Events = append(m.out.Events, ev)
 }

@@ -1,6 +1,7 @@
 package cellserver
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/meridian-mmo/meridian/wire"
@@ -158,5 +159,60 @@ func TestInventoryRequestAndResult(t *testing.T) {
 	out = p.step(1, MemberInput{}, ask(npc, 1, target, trade))
 	if len(out.InventoryOps) != 0 || results(npc)[1].Code != wire.InvInvalid {
 		t.Fatalf("a non-player's trade: ops %+v, results %+v", out.InventoryOps, results(npc))
+	}
+}
+
+// TestAttacksAndDeath: attacks delivered to a player take AttackDamage hit points each; the one
+// that takes the last is a death: a critical event keyed by the attack, with the player, and
+// the player back at full hit points. An attack delivered twice (a retry) counts once. Hit
+// points travel with a handoff.
+func TestAttacksAndDeath(t *testing.T) {
+	p := newPair(t)
+	cfg := DefaultMemberConfig(1, 1)
+	p.tick = 1
+	victim := gw(&wire.JoinMsg{Home: uint64(testGateway), Client: 1, X: wire.QuantisePos(250), Z: wire.QuantisePos(100), PlayerID: 5})
+	victim.Player = &StoredPlayer{HP: 35}
+	p.step(1, MemberInput{}, victim)
+	target := p.real(1)[0]
+	if hp := p.m[1].ents[target].hp; hp != 35 {
+		t.Fatalf("joined with %d hit points, want the stored 35", hp)
+	}
+	attack := func(seq uint32) PeerIn {
+		return PeerIn{From: 2, Msg: &wire.InteractMsg{Origin: 2, Actor: 999, Seq: seq, Target: target, Kind: wire.InteractAttack}}
+	}
+	var deaths []CriticalEvent
+	for seq := uint32(1); seq <= 4; seq++ {
+		p.tick++
+		out := p.step(1, MemberInput{}, attack(seq), attack(seq)) // each delivered twice
+		deaths = append(deaths, out.Events...)
+	}
+	if len(deaths) != 1 || deaths[0].Key != "death:999:4" || deaths[0].Kind != "death" || deaths[0].Cell == 0 {
+		t.Fatalf("events %+v: want one death, keyed by the 4th attack", deaths)
+	}
+	var payload struct{ Player, Entity, KillerEntity uint64 }
+	if err := json.Unmarshal(deaths[0].Payload, &payload); err != nil || payload.Player != 5 || payload.Entity != uint64(target) {
+		t.Fatalf("death payload %s (%v)", deaths[0].Payload, err)
+	}
+	if hp := p.m[1].ents[target].hp; hp != cfg.PlayerHP {
+		t.Fatalf("after the death %d hit points, want %d", hp, cfg.PlayerHP)
+	}
+	p.tick++
+	p.step(1, MemberInput{}, attack(5))
+	if s := p.m[1].PlayerStates(nil); len(s) != 1 || s[0].HP != cfg.PlayerHP-cfg.AttackDamage {
+		t.Fatalf("PlayerStates %+v: want %d hit points", s, cfg.PlayerHP-cfg.AttackDamage)
+	}
+	// Walk it over the border: server 2 gets it with its hit points.
+	for seq := uint32(1); p.tick < 80 && len(p.real(2)) == 0; seq++ {
+		p.tick++
+		g1 := p.from(1)
+		p.step(1, MemberInput{}, append(p.from(2), gw(&wire.InputMsg{Home: uint64(testGateway), Client: 1, Entity: target,
+			Input: wire.Input{Seq: seq, MoveX: 127}}))...)
+		p.step(2, MemberInput{}, g1...)
+	}
+	if _, ok := p.m[2].ents[target]; !ok {
+		t.Fatal("never handed over")
+	}
+	if hp := p.m[2].ents[target].hp; hp != cfg.PlayerHP-cfg.AttackDamage {
+		t.Fatalf("handed over with %d hit points, want %d", hp, cfg.PlayerHP-cfg.AttackDamage)
 	}
 }

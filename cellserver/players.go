@@ -2,6 +2,7 @@ package cellserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -205,7 +206,7 @@ func (p *players) load(from raftmeta.ServerID, msg wire.JoinMsg) {
 	row, _, err := p.pg.EnsurePlayer(ctx, int64(msg.PlayerID), "")
 	l := loadedJoin{from: from, msg: msg, err: err}
 	if err == nil {
-		l.stored = &StoredPlayer{Placed: row.Cell != 0, X: row.X, Y: row.Y, Z: row.Z, Epoch: row.Epoch}
+		l.stored = &StoredPlayer{Placed: row.Cell != 0, X: row.X, Y: row.Y, Z: row.Z, Epoch: row.Epoch, HP: statsHP(row.Stats)}
 	}
 	select {
 	case p.loads <- l:
@@ -250,7 +251,7 @@ func (p *players) offer(m *Member) {
 		p.rows = append(p.rows, persistence.PlayerRow{
 			ID: int64(s.Player), Account: fmt.Sprintf("player-%d", s.Player),
 			X: wire.DequantisePos(s.X), Y: wire.DequantisePos(s.Y), Z: wire.DequantisePos(s.Z),
-			Cell: uint64(s.Cell), Epoch: s.Epoch,
+			Cell: uint64(s.Cell), Epoch: s.Epoch, Stats: statsJSON(s.HP),
 		})
 	}
 	if len(p.rows) == 0 {
@@ -372,4 +373,22 @@ func inventoryCode(err error) wire.InventoryCode {
 	default:
 		return wire.InvInvalid
 	}
+}
+
+// playerStats is what a player's stats JSON object holds that the cell server reads and writes
+// (other keys a game keeps there are not read; a flush writes this object whole).
+type playerStats struct {
+	HP *uint16 `json:"hp"`
+}
+
+// statsJSON is the stats object of a player with hp hit points.
+func statsJSON(hp uint16) json.RawMessage { return fmt.Appendf(nil, `{"hp":%d}`, hp) }
+
+// statsHP reads the hit points from a stats object (0: none stored, or unreadable).
+func statsHP(stats json.RawMessage) uint16 {
+	var s playerStats
+	if json.Unmarshal(stats, &s) != nil || s.HP == nil {
+		return 0
+	}
+	return *s.HP
 }

@@ -41,7 +41,7 @@ import (
 // previous record or the new one, never a mix.
 
 // storeFormatVersion changes whenever stored bytes change meaning. Format 2: the entity block of
-// wire's peer protocol 3 (a playerID column). A store of another format is refused at open
+// wire's peer protocol 3 (playerID and hp columns). A store of another format is refused at open
 // (ErrFormatVersion); its checkpoints are a restart's shortcut, not the authority, so the
 // remedy is to remove the directory.
 const storeFormatVersion uint32 = 2

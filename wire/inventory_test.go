@@ -443,14 +443,17 @@ func TestInventoryInteractions(t *testing.T) {
 // and that every value, 0 included, survives each of them.
 func TestPlayerIDLayout(t *testing.T) {
 	for _, pid := range []PlayerID{0, 1, 127, 128, 300, 1<<56 + 3, math.MaxInt64, math.MaxUint64} {
-		rec := EntityRecord{ID: 77, X: -1, Home: 9, Client: 3, LastSeq: 5, LastInputTick: 8, PlayerID: pid}
+		rec := EntityRecord{ID: 77, X: -1, Home: 9, Client: 3, LastSeq: 5, LastInputTick: 8, PlayerID: pid, HP: 0xBEEF}
 		h := HandoffMsg{Transfer: 1, Cell: 2, Epoch: 3, Tick: 4, Entity: rec}
 		p := encodePeer(t, &h)[PeerFrameHeaderSize:]
-		if len(p) != handoffSize || handoffSize != 28+68 {
+		if len(p) != handoffSize || handoffSize != 28+70 {
 			t.Fatalf("handoff of %d bytes", len(p))
 		}
 		if got := binary.LittleEndian.Uint64(p[28+60:]); got != uint64(pid) {
 			t.Errorf("player %d: record offset 60 holds %d", pid, got)
+		}
+		if got := binary.LittleEndian.Uint16(p[28+68:]); got != 0xBEEF { // HP follows, untouched
+			t.Errorf("player %d: record offset 68 holds %#x", pid, got)
 		}
 		if got, err := DecodeHandoffMsg(p); err != nil || got != h {
 			t.Errorf("player %d: handoff decodes to %+v, %v", pid, got, err)
@@ -460,17 +463,18 @@ func TestPlayerIDLayout(t *testing.T) {
 		ghost.Home, ghost.Client, ghost.LastSeq, ghost.LastInputTick = 0, 0, 0, 0
 		g := GhostsMsg{Tick: 5, Entities: []EntityRecord{ghost, {ID: 78, PlayerID: pid / 2}}}
 		gp := encodePeer(t, &g)[PeerFrameHeaderSize:]
-		if len(gp) != 8+2*68 || binary.LittleEndian.Uint64(gp[8+60:]) != uint64(pid) || binary.LittleEndian.Uint64(gp[8+68+60:]) != uint64(pid/2) {
+		if len(gp) != 8+2*70 || binary.LittleEndian.Uint64(gp[8+60:]) != uint64(pid) || binary.LittleEndian.Uint64(gp[8+70+60:]) != uint64(pid/2) {
 			t.Errorf("player %d: ghosts payload % x", pid, gp)
 		}
 		if got, err := DecodeGhostsMsg(gp); err != nil || !reflect.DeepEqual(got, g) {
 			t.Errorf("player %d: ghosts decode to %+v, %v", pid, got, err)
 		}
 
-		// The entity block: the last column, one uvarint per record.
+		// The entity block: the column before hp (the last), one uvarint per record.
 		recs := []EntityRecord{rec, {ID: 80, PlayerID: 1}}
 		raw := appendRawBlock(nil, recs)
 		tail := binary.AppendUvarint(binary.AppendUvarint(nil, uint64(pid)), 1)
+		tail = append(binary.AppendUvarint(tail, 0xBEEF), 0) // the hp column
 		if !bytes.HasSuffix(raw, tail) {
 			t.Errorf("player %d: raw block % x does not end with % x", pid, raw, tail)
 		}
@@ -498,23 +502,29 @@ func TestPlayerIDLayout(t *testing.T) {
 }
 
 // TestEntityBlockLargestRecord: a record with every field at its largest (a 10-byte playerID
-// varint included) fits the bound the decoder puts on a raw block (docs/wire.md §12.3.2: 15..84
-// bytes per record).
+// varint and a 3-byte hp one included) fits the bound the decoder puts on a raw block
+// (docs/wire.md §12.3.2: 16..87 bytes per record), and the bound is tight.
 func TestEntityBlockLargestRecord(t *testing.T) {
-	largest := extremeRecord
+	largest := extremeRecord        // HP 65535 included
 	largest.LastInputTick = 1 << 31 // the largest zigzag difference from 0
 	raw := appendRawBlock(nil, []EntityRecord{largest})
-	if len(raw) != 84 {
-		t.Fatalf("the largest record takes %d raw bytes, docs/wire.md says 84", len(raw))
+	if len(raw) != 87 {
+		t.Fatalf("the largest record takes %d raw bytes, docs/wire.md says 87", len(raw))
 	}
-	if len(appendRawBlock(nil, []EntityRecord{{ID: 1}})) != 15 {
-		t.Fatal("the smallest record does not take 15 raw bytes")
+	if len(appendRawBlock(nil, []EntityRecord{{ID: 1}})) != 16 {
+		t.Fatal("the smallest record does not take 16 raw bytes")
 	}
-	if maxRawRecord < len(raw) || minRawRecord != 15 {
-		// peer.go still has the bounds of the 14 columns before PlayerID.
-		t.Skipf("BUG in peer.go: minRawRecord = %d, maxRawRecord = %d; want 15 and 84", minRawRecord, maxRawRecord)
+	if maxRawRecord != len(raw) || minRawRecord != 16 {
+		t.Fatalf("minRawRecord = %d, maxRawRecord = %d; want 16 and 87", minRawRecord, maxRawRecord)
 	}
-	for _, recs := range [][]EntityRecord{{largest}, {extremeRecord}, {{ID: 1, PlayerID: math.MaxInt64}, largest}} {
+	// One byte beyond either bound is refused before the columns are parsed.
+	if _, err := DecodeEntityBlock(rawBlock(1, append(slices.Clone(raw), 0))); !errors.Is(err, ErrTrailingBytes) {
+		t.Errorf("88 raw bytes for one record: %v", err)
+	}
+	if _, err := DecodeEntityBlock(rawBlock(2, make([]byte, 31))); !errors.Is(err, ErrTruncated) {
+		t.Errorf("31 raw bytes for two records: %v", err)
+	}
+	for _, recs := range [][]EntityRecord{{largest}, {extremeRecord}, {{ID: 1, PlayerID: math.MaxInt64, HP: 1}, largest}} {
 		block, err := AppendEntityBlock(nil, recs)
 		if err != nil {
 			t.Fatal(err)

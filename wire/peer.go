@@ -32,7 +32,7 @@ import (
 // PeerProtocolVersion is carried in PeerHelloMsg; a server closes a link of another version.
 // Version 2 added LastSeq, X and Z to FrameMsg, the gateway and interaction messages
 // (PeerJoin..PeerInteractAck), PeerView and PeerDrop; version 3 added PlayerID to EntityRecord
-// (handoffs, migrations, ghosts, checkpoints) and to JoinMsg.
+// (handoffs, migrations, ghosts, checkpoints) and to JoinMsg, and HP to EntityRecord.
 const PeerProtocolVersion uint16 = 3
 
 // Peer link limits.
@@ -110,6 +110,9 @@ type EntityRecord struct {
 	// position and inventory by; DESIGN.md §1a); 0: not a player (an NPC, or no
 	// authentication). Ghosts carry it too, so that a neighbour can trade with the player.
 	PlayerID PlayerID
+	// HP is the entity's hit points (0: it has none: it cannot be hurt); a ghost carries them
+	// so that a neighbour can show them.
+	HP uint16
 }
 
 // Validate requires an id, Yaw < YawSteps and Home and Client both 0 or both non-zero.
@@ -446,7 +449,7 @@ func decodePeerAs[T any, PT interface {
 // Payload sizes of the fixed-size peer messages.
 const (
 	peerHelloSize  = 8 + 8 + 2
-	recordSize     = 8 + 5*4 + 2 + 1 + 1 + 8 + 8 + 4 + 4 + 4 + 8 // EntityRecord, fixed layout
+	recordSize     = 8 + 5*4 + 2 + 1 + 1 + 8 + 8 + 4 + 4 + 4 + 8 + 2 // EntityRecord, fixed layout
 	handoffSize    = 8 + 8 + 8 + 4 + recordSize
 	handoffAckSize = 8 + 1
 	peerInputSize  = 8 + 4 + 8 + inputSize
@@ -657,6 +660,7 @@ func putRecord(p []byte, r *EntityRecord) {
 	binary.LittleEndian.PutUint32(p[52:], r.LastSeq)
 	binary.LittleEndian.PutUint32(p[56:], uint32(r.LastInputTick))
 	binary.LittleEndian.PutUint64(p[60:], uint64(r.PlayerID))
+	binary.LittleEndian.PutUint16(p[68:], r.HP)
 }
 
 // getRecord reads a record in the fixed layout from p[:recordSize].
@@ -678,6 +682,7 @@ func getRecord(p []byte) EntityRecord {
 		LastSeq:       binary.LittleEndian.Uint32(p[52:]),
 		LastInputTick: Tick(binary.LittleEndian.Uint32(p[56:])),
 		PlayerID:      PlayerID(binary.LittleEndian.Uint64(p[60:])),
+		HP:            binary.LittleEndian.Uint16(p[68:]),
 	}
 }
 
@@ -934,8 +939,8 @@ func DecodeFrameMsg(payload []byte) (FrameMsg, error) {
 // column takes at least one byte per record and at most the bytes below, which bounds what
 // a block may decompress to before a single record is allocated.
 const (
-	minRawRecord = 15
-	maxRawRecord = 10 + 5*5 + 2 + 1 + 1 + 10 + 10 + 5 + 5 + 5 + 10 // 84
+	minRawRecord = 16
+	maxRawRecord = 10 + 5*5 + 2 + 1 + 1 + 10 + 10 + 5 + 5 + 5 + 10 + 3 // 87
 	// maxRawBlock bounds the zstd decoder's output: the raw block of MaxMigrateEntities
 	// records of maximal size.
 	maxRawBlock = MaxMigrateEntities * maxRawRecord
@@ -1107,6 +1112,9 @@ func appendRawBlock(raw []byte, recs []EntityRecord) []byte {
 	}
 	for i := range recs {
 		raw = binary.AppendUvarint(raw, uint64(recs[i].PlayerID))
+	}
+	for i := range recs {
+		raw = binary.AppendUvarint(raw, uint64(recs[i].HP))
 	}
 	return raw
 }
@@ -1323,6 +1331,16 @@ func parseRawBlock(raw []byte, recs []EntityRecord) error {
 		recs[i].PlayerID = PlayerID(c.uvarint())
 	}
 	if err := col("playerID"); err != nil {
+		return err
+	}
+	for i := range recs {
+		hp := c.uvarint()
+		if hp > math.MaxUint16 && c.err == nil {
+			c.err = fmt.Errorf("%w: hp %d at record %d", ErrValueOutOfRange, hp, i)
+		}
+		recs[i].HP = uint16(hp)
+	}
+	if err := col("hp"); err != nil {
 		return err
 	}
 	if c.off != len(raw) {

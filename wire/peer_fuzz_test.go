@@ -223,7 +223,7 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 		}()},
 		{"join-trailing-player", PeerJoin, append(encodePeer(t, &JoinMsg{Home: 1, Client: 2, PlayerID: 3})[PeerFrameHeaderSize:], 0)},
 		{"join-no-player", PeerJoin, encodePeer(t, &JoinMsg{Home: 1, Client: 2, PlayerID: 3})[PeerFrameHeaderSize : PeerFrameHeaderSize+41]}, // a version 2 Join
-		{"handoff-no-player", PeerHandoff, handoff[PeerFrameHeaderSize : len(handoff)-8]},                                                    // a version 2 Handoff
+		{"handoff-no-player", PeerHandoff, handoff[PeerFrameHeaderSize : len(handoff)-10]},                                                   // a version 2 Handoff
 		{"refuse-reason-none", PeerRefuse, []byte{1, 0, 0, 0, 0}},
 		{"interact-data-long", PeerInteract, func() []byte {
 			p := encodePeer(t, &InteractMsg{Origin: 1, Actor: 2, Seq: 3, Target: 4, Kind: InteractAttack, Data: make([]byte, MaxInteractData)})[PeerFrameHeaderSize:]
@@ -248,8 +248,8 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 			return p[:len(p)-1]
 		}()},
 		{"ghosts-no-player", PeerGhosts, func() []byte {
-			p := encodePeer(t, &GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, PlayerID: 2}}})[PeerFrameHeaderSize:]
-			return p[:len(p)-8] // a version 2 record
+			p := encodePeer(t, &GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, PlayerID: 2, HP: 3}}})[PeerFrameHeaderSize:]
+			return p[:len(p)-10] // a version 2 record
 		}()},
 		{"interact-ack-delivered-2", PeerInteractAck, []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2}},
 		{"view-entity-0", PeerView, append(make([]byte, 8), view[8:]...)},
@@ -263,6 +263,13 @@ func peerMessageSeeds(t testing.TB) []corpusEntry {
 		{"drop-entity-0", PeerDrop, dropZero(12, 8)},
 		{"drop-truncated", PeerDrop, drop[:len(drop)-1]},
 		{"drop-trailing", PeerDrop, append(slices.Clone(drop), 0)},
+		// Records of 68 bytes, without HP.
+		{"handoff-no-hp", PeerHandoff, handoff[PeerFrameHeaderSize : len(handoff)-2]},
+		{"ghosts-no-hp", PeerGhosts, func() []byte {
+			p := encodePeer(t, &GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, PlayerID: 2, HP: 3}, {ID: 4, HP: 5}}})[PeerFrameHeaderSize:]
+			binary.LittleEndian.PutUint32(p[4:], 2)
+			return append(p[:8+68:8+68], p[8+70:8+70+68]...)
+		}()},
 		{"unknown", 0xEE, []byte{1, 2, 3}},
 		{"garbage", PeerMigrate, garbage(rng, 60)},
 	}
@@ -316,6 +323,8 @@ func entityBlockRawSeeds() []corpusEntry {
 		{{ID: 5, X: -1, Y: 2, Z: -3, Home: 1, Client: 2, LastInputTick: 9, PlayerID: 300}, {ID: 6, X: 1 << 30, Yaw: 1023}, {ID: 1 << 40}},
 		clusteredEntities(12, 23),
 		{{ID: 1, PlayerID: math.MaxInt64}, {ID: 2, Home: 3, Client: 4, PlayerID: 1}}, // players only
+		// hit points
+		{{ID: 1, HP: 100}, {ID: 2, Kind: 3, HP: math.MaxUint16}, {ID: 3, PlayerID: 7, HP: 128}, {ID: 4, HP: 127}},
 	} {
 		add(fmt.Sprintf("valid-%d", i), appendRawBlock(nil, recs), len(recs))
 	}
@@ -323,8 +332,12 @@ func entityBlockRawSeeds() []corpusEntry {
 	add("count-mismatch", one, 2)
 	add("trailing", append(slices.Clone(one), 0), 1)
 	add("non-canonical", append([]byte{0x81, 0x00}, one[1:]...), 1)
-	add("no-player-column", one[:len(one)-1], 1) // a version 2 block
-	add("non-canonical-player", append(slices.Clone(one[:len(one)-1]), 0x80, 0x00), 1)
+	add("no-player-column", one[:len(one)-2], 1) // a version 2 block
+	add("non-canonical-player", append(slices.Clone(one[:len(one)-2]), 0x80, 0x00, 0x00), 1)
+	add("no-hp-column", one[:len(one)-1], 1)
+	add("non-canonical-hp", append(slices.Clone(one[:len(one)-1]), 0x80, 0x00), 1)
+	add("hp-over", append(slices.Clone(one[:len(one)-1]), 0x80, 0x80, 0x04), 1)
+	add("hp-max", append(slices.Clone(one[:len(one)-1]), 0xFF, 0xFF, 0x03), 1)
 	add("empty", nil, 0)
 	add("garbage", garbage(rng, 70), 3)
 	return seeds

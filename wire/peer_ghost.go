@@ -7,8 +7,8 @@ import (
 
 // Ghost messages (DESIGN.md §3): every tick, the owner of a real entity near a cell another
 // server owns sends that server the entity's state; the receiver keeps a read-only ghost of it.
-// The records use EntityRecord's fixed 68-byte layout (docs/wire.md §12.3.1) with Home, Client,
-// LastSeq and LastInputTick zero: a ghost carries no session (PlayerID it does carry).
+// The records use EntityRecord's fixed 70-byte layout (docs/wire.md §12.3.1) with Home, Client,
+// LastSeq and LastInputTick zero: a ghost carries no session (PlayerID and HP it does carry).
 
 // MaxGhosts is the most records one Ghosts message carries (a sender splits larger batches).
 const MaxGhosts = 1 << 16

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -24,13 +25,14 @@ var extremeRecord = EntityRecord{
 	ID: math.MaxUint64, X: math.MinInt32, Y: math.MaxInt32, Z: math.MinInt32, VX: math.MaxInt32, VZ: math.MinInt32,
 	Yaw: YawSteps - 1, Kind: 255, Action: 255, AuthEpoch: math.MaxUint64, Home: math.MaxUint64,
 	Client: math.MaxUint32, LastSeq: math.MaxUint32, LastInputTick: math.MaxUint32, PlayerID: math.MaxUint64,
+	HP: math.MaxUint16,
 }
 
 // validPeerMessages holds at least one valid message of every peer type, edge values included.
 func validPeerMessages() []PeerMessage {
 	npc := EntityRecord{ID: 1}
 	player := EntityRecord{ID: 77, X: 320000, Y: 768, Z: -192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1, Action: 2,
-		AuthEpoch: 4, Home: 9, Client: 1234, LastSeq: 99, LastInputTick: 1000, PlayerID: 123456789}
+		AuthEpoch: 4, Home: 9, Client: 1234, LastSeq: 99, LastInputTick: 1000, PlayerID: 123456789, HP: 850}
 	return []PeerMessage{
 		&PeerHelloMsg{Server: 1, Incarnation: 0, Version: PeerProtocolVersion},
 		&PeerHelloMsg{Server: math.MaxUint64, Incarnation: math.MaxUint64, Version: math.MaxUint16},
@@ -57,7 +59,7 @@ func validPeerMessages() []PeerMessage {
 			LastSeq: math.MaxUint32, X: math.MinInt32, Z: math.MaxInt32,
 			Frame: bytes.Repeat([]byte{0xA5}, MaxForwardedFrame)},
 		&GhostsMsg{Tick: 1},
-		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64, PlayerID: 1<<62 + 5}}},
+		&GhostsMsg{Tick: math.MaxUint32, Entities: []EntityRecord{npc, {ID: 7, X: -5, Z: 1 << 29, VX: -3, Yaw: 1, AuthEpoch: math.MaxUint64, PlayerID: 1<<62 + 5, HP: 128}}},
 		&GhostGoneMsg{Entities: []GhostRef{{ID: 1}, {ID: math.MaxUint64, AuthEpoch: math.MaxUint64}}},
 		&FrameMsg{Client: 3, Entity: 77, AuthEpoch: 4, LastSeq: 99, X: 320000, Z: -192000, Frame: []byte{1, 0, byte(MsgPong)}},
 		&JoinMsg{Home: GatewayIDBase + 1, Client: 1, Kind: 1, X: -5, Z: 7, PlayerID: 1}, // a new player
@@ -171,10 +173,18 @@ func invalidPeerMessages() []struct {
 
 // clusteredEntities returns n entities of a crowd around one hotspot, as a cell migration
 // would ship them: ascending ids allocated in blocks, positions within ~100 m, most players
-// walking, sessions on a few gateways, players with durable ids from a few million.
+// walking, sessions on a few gateways, players with durable ids from a few million, most
+// players and monsters at full hit points, townsfolk (kind 2) without any.
 func clusteredEntities(n int, seed uint64) []EntityRecord {
 	rng := rand.New(rand.NewPCG(seed, 0x6d696772))
 	players := rand.New(rand.NewPCG(seed, 0x706c6179)) // apart, so the other fields stay as they were
+	hps := rand.New(rand.NewPCG(seed, 0x6870))         // apart too
+	hp := func(full int) uint16 {
+		if hps.IntN(4) == 0 { // hurt
+			return uint16(1 + hps.IntN(full))
+		}
+		return uint16(full)
+	}
 	const tick = 123456
 	recs := make([]EntityRecord, n)
 	id := EntityID(1 << 32)
@@ -201,8 +211,12 @@ func clusteredEntities(n int, seed uint64) []EntityRecord {
 			if rng.IntN(8) == 0 {
 				r.Action = uint8(1 + rng.IntN(5))
 			}
+			r.HP = hp(1000)
 		} else {
 			r.Kind = uint8(2 + rng.IntN(3))
+			if r.Kind != 2 { // a monster; townsfolk cannot be hurt
+				r.HP = hp(100 * int(r.Kind))
+			}
 		}
 	}
 	return recs
@@ -279,14 +293,15 @@ func TestPeerSizes(t *testing.T) {
 		size int
 	}{
 		{&PeerHelloMsg{Server: 1}, 18},
-		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1}}, 96},
+		{&HandoffMsg{Transfer: 1, Cell: 1, Tick: 1, Entity: EntityRecord{ID: 1}}, 98},
 		{&HandoffAckMsg{Transfer: 1, Result: 1}, 9},
 		{&InputMsg{Home: 1, Client: 1, Entity: 1, Input: Input{Seq: 1}}, 33},
 		{&AckMsg{Home: 1, Client: 1, Entity: 1, Tick: 1}, 24},
 		{&LeaveMsg{Home: 1, Client: 1, Entity: 1}, 20},
 		{&FrameMsg{Client: 1, Entity: 1, Frame: []byte{1, 2, 3}}, 39},
 		{&JoinMsg{Home: 1, Client: 1}, 49},
-		{&GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1}, {ID: 2}}}, 8 + 2*68},
+		{&GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1}, {ID: 2}}}, 8 + 2*70},
+		{&GhostsMsg{Tick: 1, Entities: []EntityRecord{{ID: 1, HP: math.MaxUint16}}}, 8 + 70},
 		{&RefuseMsg{Client: 1, Reason: ReasonBadToken}, 5},
 		{&InteractMsg{Origin: 1, Actor: 1, Seq: 1, Target: 1, Kind: InteractChat, Data: []byte("abc")}, 33},
 		{&InteractAckMsg{Actor: 1, Seq: 1}, 13},
@@ -609,6 +624,8 @@ func genRecord(id EntityID) *rapid.Generator[EntityRecord] {
 			AuthEpoch:     rapid.OneOf(rapid.Uint64Range(0, 10), rapid.Uint64()).Draw(t, "authEpoch"),
 			LastInputTick: Tick(rapid.Uint32().Draw(t, "lastInputTick")),
 			PlayerID:      PlayerID(rapid.OneOf(rapid.Uint64Range(0, 1000), rapid.Uint64()).Draw(t, "playerID")),
+			HP: rapid.OneOf(rapid.Uint16Range(0, 1000), rapid.Uint16(),
+				rapid.SampledFrom([]uint16{0, 127, 128, 16383, 16384, math.MaxUint16})).Draw(t, "hp"),
 		}
 		if rapid.Bool().Draw(t, "hasClient") {
 			r.Home = rapid.OneOf(rapid.Uint64Range(1, 10), rapid.Uint64Min(1)).Draw(t, "home")
@@ -717,7 +734,7 @@ func rawBlock(count uint64, raw []byte) []byte {
 	return zstdEncoder().EncodeAll(raw, b)
 }
 
-// oneRaw is the raw block of one record with the given column values (15 columns, id first).
+// oneRaw is the raw block of one record with the given column values (16 columns, id first).
 func oneRaw(cols ...[]byte) []byte {
 	var raw []byte
 	for _, c := range cols {
@@ -729,7 +746,10 @@ func oneRaw(cols ...[]byte) []byte {
 func TestEntityBlockRejects(t *testing.T) {
 	b1 := []byte{1}
 	zero := []byte{0}
-	good := [][]byte{b1, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero}
+	good := [][]byte{b1, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero}
+	if len(good) != 16 {
+		t.Fatal("the hand-made record has not 16 columns")
+	}
 	with := func(col int, v []byte) []byte {
 		cols := slices.Clone(good)
 		cols[col] = v
@@ -740,6 +760,20 @@ func TestEntityBlockRejects(t *testing.T) {
 	}
 	if recs, err := DecodeEntityBlock(rawBlock(1, with(14, []byte{0xac, 0x02}))); err != nil || len(recs) != 1 || recs[0] != (EntityRecord{ID: 1, PlayerID: 300}) {
 		t.Fatalf("hand-made block with player 300: %+v %v", recs, err)
+	}
+	for _, c := range []struct {
+		col []byte
+		hp  uint16
+	}{{[]byte{0x7f}, 127}, {[]byte{0x80, 0x01}, 128}, {[]byte{0xe8, 0x07}, 1000}, {[]byte{0xff, 0xff, 0x03}, math.MaxUint16}} {
+		if recs, err := DecodeEntityBlock(rawBlock(1, with(15, c.col))); err != nil || len(recs) != 1 || recs[0] != (EntityRecord{ID: 1, HP: c.hp}) {
+			t.Fatalf("hand-made block with hp %d: %+v %v", c.hp, recs, err)
+		}
+	}
+	// A block of two records: the hp column holds one value per record, after the playerID column.
+	two := oneRaw([]byte{1, 1}, make([]byte, 13*2), []byte{1, 0x80, 0x01}, []byte{0xac, 0x02, 0})
+	if recs, err := DecodeEntityBlock(rawBlock(2, two)); err != nil ||
+		!slices.Equal(recs, []EntityRecord{{ID: 1, PlayerID: 1, HP: 300}, {ID: 2, PlayerID: 128}}) {
+		t.Fatalf("hand-made block of two: %+v %v", recs, err)
 	}
 	valid, _ := AppendEntityBlock(nil, clusteredEntities(50, 3))
 	for _, c := range []struct {
@@ -761,8 +795,8 @@ func TestEntityBlockRejects(t *testing.T) {
 		{"raw too short", rawBlock(2, oneRaw(good...)), ErrTruncated},
 		{"raw trailing byte", rawBlock(1, append(oneRaw(good...), 0)), ErrTrailingBytes},
 		{"id 0", rawBlock(1, with(0, zero)), ErrValueOutOfRange},
-		{"duplicate id", rawBlock(2, oneRaw(slices.Repeat([][]byte{{1, 0}}, 15)...)), ErrValueOutOfRange},
-		{"id overflow", rawBlock(2, oneRaw(append([][]byte{{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 1}}, slices.Repeat([][]byte{{0, 0}}, 14)...)...)), ErrValueOutOfRange},
+		{"duplicate id", rawBlock(2, oneRaw(slices.Repeat([][]byte{{1, 0}}, 16)...)), ErrValueOutOfRange},
+		{"id overflow", rawBlock(2, oneRaw(append([][]byte{{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 1}}, slices.Repeat([][]byte{{0, 0}}, 15)...)...)), ErrValueOutOfRange},
 		{"non-canonical x", rawBlock(1, with(1, []byte{0x80, 0x00})), ErrNonCanonical},
 		{"x beyond 32 bits", rawBlock(1, with(1, []byte{0x80, 0x80, 0x80, 0x80, 0x10})), ErrValueOutOfRange},
 		{"yaw 1024", rawBlock(1, with(6, []byte{0x80, 0x08})), ErrValueOutOfRange},
@@ -770,8 +804,21 @@ func TestEntityBlockRejects(t *testing.T) {
 		{"client without home", rawBlock(1, with(11, b1)), ErrValueOutOfRange},
 		{"non-canonical playerID", rawBlock(1, with(14, []byte{0x80, 0x00})), ErrNonCanonical},
 		{"playerID varint overflow", rawBlock(1, with(14, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02})), ErrValueOutOfRange},
-		{"last column truncated", rawBlock(1, oneRaw(good[:14]...)), ErrTruncated},
-		{"last column cut in a varint", rawBlock(1, with(14, []byte{0x80})), ErrTruncated},
+		{"playerID cut in a varint", rawBlock(1, append(oneRaw(good[:14]...), 0x80, 0x80)), ErrTruncated},
+		{"hp 65536", rawBlock(1, with(15, []byte{0x80, 0x80, 0x04})), ErrValueOutOfRange},
+		{"hp 2^21", rawBlock(1, with(15, []byte{0x80, 0x80, 0x80, 0x01})), ErrValueOutOfRange},
+		{"hp 2^64-1", rawBlock(1, with(15, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01})), ErrValueOutOfRange},
+		{"hp varint overflow", rawBlock(1, with(15, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02})), ErrValueOutOfRange},
+		{"hp 65536 in the second record", rawBlock(2, oneRaw([]byte{1, 1}, make([]byte, 14*2), []byte{0, 0x80, 0x80, 0x04})), ErrValueOutOfRange},
+		{"non-canonical hp", rawBlock(1, with(15, []byte{0x80, 0x00})), ErrNonCanonical},
+		{"non-canonical hp 127", rawBlock(1, with(15, []byte{0xFF, 0x00})), ErrNonCanonical},
+		{"non-canonical hp 3 bytes", rawBlock(1, with(15, []byte{0x81, 0x80, 0x00})), ErrNonCanonical},
+		{"no hp column", rawBlock(1, oneRaw(good[:15]...)), ErrTruncated},                                                // 15 raw bytes: under the bound
+		{"hp column missing after a long playerID", rawBlock(1, append(oneRaw(good[:14]...), 0xac, 0x02)), ErrTruncated}, // 16 bytes: parsed
+		{"hp column short", rawBlock(2, oneRaw(bytes.Repeat([]byte{1}, 15*2), []byte{0x80, 0x01})), ErrTruncated},
+		{"hp cut in a varint", rawBlock(1, with(15, []byte{0x80})), ErrTruncated},
+		{"hp cut in a 3-byte varint", rawBlock(1, with(15, []byte{0xFF, 0xFF})), ErrTruncated},
+		{"no playerID and hp columns", rawBlock(1, oneRaw(good[:14]...)), ErrTruncated}, // a version 2 record
 	} {
 		recs, err := DecodeEntityBlock(c.block)
 		if c.want == nil && isPeerSentinel(err) && recs == nil {
@@ -779,6 +826,9 @@ func TestEntityBlockRejects(t *testing.T) {
 		}
 		if !errors.Is(err, c.want) || recs != nil {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		if strings.HasPrefix(c.name, "hp ") && (err == nil || !strings.Contains(err.Error(), "column hp")) {
+			t.Errorf("%s: %v, want an error in column hp", c.name, err)
 		}
 	}
 }
@@ -839,7 +889,8 @@ func TestMigrateTooLarge(t *testing.T) {
 	for i := range recs {
 		recs[i] = EntityRecord{ID: EntityID(rng.Uint64() | 1), X: int32(rng.Uint32()), Y: int32(rng.Uint32()),
 			Z: int32(rng.Uint32()), VX: int32(rng.Uint32()), VZ: int32(rng.Uint32()), AuthEpoch: rng.Uint64(),
-			Home: rng.Uint64() | 1, Client: rng.Uint32() | 1, LastSeq: rng.Uint32(), LastInputTick: Tick(rng.Uint32())}
+			Home: rng.Uint64() | 1, Client: rng.Uint32() | 1, LastSeq: rng.Uint32(), LastInputTick: Tick(rng.Uint32()),
+			HP: uint16(rng.Uint32())}
 	}
 	m := MigrateMsg{Cell: 1, Tick: 1, Entities: sortByID(recs)}
 	dst := []byte("x")
@@ -1083,6 +1134,47 @@ func TestPeerDocExamples(t *testing.T) {
 	}
 }
 
+// TestPeerDocRecordLayout: the sizes and bounds docs/wire.md §12.3 and §12.4 give for entity
+// records are the package's, and so is the bytes-per-entity figure of §12.3.2 (computed as
+// BenchmarkMigrateEncode does: frame bytes of 10 000 clustered entities, and the share of the
+// player ids and hit points as what the frame loses without them).
+func TestPeerDocRecordLayout(t *testing.T) {
+	doc, err := os.ReadFile("../docs/wire.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	perEntity := func(drop func(*EntityRecord)) float64 {
+		recs := clusteredEntities(benchMigrateEntities, 42)
+		for i := range recs {
+			drop(&recs[i])
+		}
+		m := MigrateMsg{Change: 1, Transfer: 1, Cell: 2, Epoch: 3, Tick: 123456, Entities: recs}
+		return float64(len(encodePeer(t, &m))) / benchMigrateEntities
+	}
+	all := perEntity(func(*EntityRecord) {})
+	players := all - perEntity(func(r *EntityRecord) { r.PlayerID = 0 })
+	hp := all - perEntity(func(r *EntityRecord) { r.HP = 0 })
+	for _, want := range []string{
+		fmt.Sprintf("#### 12.3.1 Fixed layout (Handoff, Ghosts), %d bytes", recordSize),
+		"| 60 | u64 | `playerID` |\n| 68 | u16 | `hp` |\n\n",
+		fmt.Sprintf("`count` × %d..%d bytes", minRawRecord, maxRawRecord),
+		fmt.Sprintf("beyond %d × 2^20 bytes", maxRawRecord),
+		fmt.Sprintf("| raw entity block | %d bytes per declared record |", maxRawRecord),
+		"| 15 | `playerID` | `playerID` | uvarint | 1..10 |\n| 16 | `hp` | `hp`, 0..65 535 | uvarint | 1..3 |\n\n",
+		"ends exactly after the last value of\ncolumn 16.",
+		fmt.Sprintf("| 3 | Handoff | old owner → new owner of an entity | %d |", handoffSize),
+		fmt.Sprintf("| 28 | %d bytes | entity |", recordSize),
+		fmt.Sprintf("| 9 | Ghosts | entity owner → neighbouring server | 8 + %d × count |", recordSize),
+		fmt.Sprintf("the payload is exactly 8 + %d × count bytes", recordSize),
+		fmt.Sprintf("≈ %.1f bytes per\nentity (%d in the fixed layout; ≈ %.1f of the %.1f are the player ids, which do not compress, and\n≈ %.1f the hit points)",
+			all, recordSize, players, all, hp),
+	} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/wire.md does not say %q", want)
+		}
+	}
+}
+
 // --- Benchmarks ---
 
 const benchMigrateEntities = 10_000
@@ -1116,11 +1208,73 @@ func BenchmarkMigrateDecode(b *testing.B) {
 	b.ReportMetric(float64(len(frame))/benchMigrateEntities, "B/entity")
 }
 
+// TestHPLayout: where HP sits in the fixed record layout (Handoff, Ghosts) and in the entity
+// block, and that every value, 0 included, survives each of them.
+func TestHPLayout(t *testing.T) {
+	base := EntityRecord{ID: 77, X: -1, Home: 9, Client: 3, LastSeq: 5, LastInputTick: 8, PlayerID: math.MaxUint64}
+	h0 := HandoffMsg{Transfer: 1, Cell: 2, Epoch: 3, Tick: 4, Entity: base}
+	p0 := encodePeer(t, &h0)[PeerFrameHeaderSize:]
+	if len(p0) != 98 || recordSize != 70 {
+		t.Fatalf("handoff of %d bytes, record of %d", len(p0), recordSize)
+	}
+	// The decoder reads offset 68 of the record, whatever the encoder does.
+	patched := slices.Clone(p0)
+	patched[28+68], patched[28+69] = 0x34, 0x12
+	if got, err := DecodeHandoffMsg(patched); err != nil || got.Entity.HP != 0x1234 || got.Entity.PlayerID != math.MaxUint64 {
+		t.Fatalf("handoff with hp bytes 34 12: %+v, %v", got, err)
+	}
+	raw0 := appendRawBlock(nil, []EntityRecord{base, {ID: 80}})
+
+	for _, hp := range []uint16{0, 1, 127, 128, 300, 16383, 16384, 0xBEEF, math.MaxUint16} {
+		rec := base
+		rec.HP = hp
+		h := HandoffMsg{Transfer: 1, Cell: 2, Epoch: 3, Tick: 4, Entity: rec}
+		p := encodePeer(t, &h)[PeerFrameHeaderSize:]
+		if len(p) != 98 || binary.LittleEndian.Uint16(p[28+68:]) != hp {
+			t.Errorf("hp %d: handoff payload % x", hp, p)
+		}
+		if !bytes.Equal(p[:28+68], p0[:28+68]) { // nothing else moved
+			t.Errorf("hp %d: handoff differs before offset 68 of the record", hp)
+		}
+		if got, err := DecodeHandoffMsg(p); err != nil || got != h {
+			t.Errorf("hp %d: handoff decodes to %+v, %v", hp, got, err)
+		}
+
+		// Ghosts carry hit points.
+		ghost := rec
+		ghost.Home, ghost.Client, ghost.LastSeq, ghost.LastInputTick = 0, 0, 0, 0
+		g := GhostsMsg{Tick: 5, Entities: []EntityRecord{ghost, {ID: 78, HP: hp / 2}}}
+		gp := encodePeer(t, &g)[PeerFrameHeaderSize:]
+		if len(gp) != 8+2*70 || binary.LittleEndian.Uint16(gp[8+68:]) != hp || binary.LittleEndian.Uint16(gp[8+70+68:]) != hp/2 {
+			t.Errorf("hp %d: ghosts payload % x", hp, gp)
+		}
+		if got, err := DecodeGhostsMsg(gp); err != nil || !reflect.DeepEqual(got, g) {
+			t.Errorf("hp %d: ghosts decode to %+v, %v", hp, got, err)
+		}
+
+		// The entity block: the last column, one uvarint per record, after playerID.
+		recs := []EntityRecord{rec, {ID: 80, HP: hp / 3}}
+		raw := appendRawBlock(nil, recs)
+		tail := binary.AppendUvarint(binary.AppendUvarint(nil, uint64(hp)), uint64(hp/3))
+		if !bytes.HasSuffix(raw, tail) || !bytes.Equal(raw[:len(raw)-len(tail)], raw0[:len(raw0)-2]) {
+			t.Errorf("hp %d: raw block % x, want % x then % x", hp, raw, raw0[:len(raw0)-2], tail)
+		}
+		block, err := AppendEntityBlock(nil, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := DecodeEntityBlock(block); err != nil || !reflect.DeepEqual(got, recs) {
+			t.Errorf("hp %d: block decodes to %+v, %v", hp, got, err)
+		}
+	}
+}
+
 // TestGhostMessages: round trips, and the rejections of malformed ghost messages.
 func TestGhostMessages(t *testing.T) {
 	g := GhostsMsg{Tick: 77, Entities: []EntityRecord{
-		{ID: 5, X: -3, Y: 1, Z: 1 << 20, VX: 9, VZ: -9, Yaw: 1023, Kind: 2, Action: 1, AuthEpoch: 4, PlayerID: 31337}, // a player's ghost
-		{ID: 1 << 60, AuthEpoch: 1},
+		{ID: 5, X: -3, Y: 1, Z: 1 << 20, VX: 9, VZ: -9, Yaw: 1023, Kind: 2, Action: 1, AuthEpoch: 4, PlayerID: 31337, HP: 640}, // a player's ghost
+		{ID: 1 << 60, AuthEpoch: 1, HP: math.MaxUint16},
+		{ID: 1<<60 + 1, AuthEpoch: 1}, // cannot be hurt
 	}}
 	gone := GhostGoneMsg{Entities: []GhostRef{{ID: 5, AuthEpoch: 4}, {ID: 9, AuthEpoch: 0}}}
 	for _, m := range []PeerMessage{&g, &GhostsMsg{Tick: 1}, &gone} {

@@ -30,7 +30,7 @@ const (
 	// entity this near the border is ghosted on the other server.
 	ghostDistance = 60.0
 	// ghostRecordSize is the bytes of one entity in a Ghosts message (docs/wire.md §12.3.1).
-	ghostRecordSize = 68
+	ghostRecordSize = 70
 )
 
 // waitFor polls cond every 100 ms until it holds, or fails the test with cond's last word

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +44,26 @@ type cluster struct {
 	gw     *procs.Process
 	gwAddr string
 	mp     *raftmeta.Map
+}
+
+// cellArgs are the arguments cell server id was started with (to restart it).
+func (c *cluster) cellArgs(id int, pgURL string) []string {
+	return []string{"cell", "--id", strconv.Itoa(id), "--meta", strings.Join(c.mc.HTTPAddrs(), ","),
+		"--data", filepath.Join(c.launch.Dir, fmt.Sprintf("cell%d", id)), "--peer", "127.0.0.1:0",
+		"--pg-url", pgURL, "--checkpoint-every", "10", "--metrics-addr", c.cells[id-1].MetricsAddr}
+}
+
+// deaths returns the death events in the log, checking each names a player.
+func deaths(t *testing.T, ctx context.Context, db *pgxpool.Pool) int {
+	t.Helper()
+	var n, unnamed int
+	if err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE player IS NULL OR player < 1) FROM events WHERE kind = 'death'`).Scan(&n, &unnamed); err != nil {
+		t.Fatal(err)
+	}
+	if unnamed != 0 {
+		t.Errorf("%d death events name no player", unnamed)
+	}
+	return n
 }
 
 // startCluster starts 3 meta nodes, nCells cell servers persisting to pgURL (the world split at
@@ -167,6 +189,7 @@ type trader struct {
 	sent    map[string]sentOp // by idempotency key
 	results map[string]wire.InventoryResult
 	dups    int
+	attacks int
 	codes   map[wire.InventoryCode]int
 	items   map[int64]itemRow // belief, refreshed from PostgreSQL
 }
@@ -224,6 +247,16 @@ func (tr *trader) one(ctx context.Context) {
 	other := tr.r.Client(j)
 	var op wire.InventoryOp
 	target := c.Entity()
+	if victim := tr.r.Client(tr.rng.IntN(3)); tr.rng.IntN(5) == 0 && victim != nil && victim != c && victim.Entity() != 0 {
+		// An attack on one of three victims: ten kill (cellserver.DefaultMemberConfig), a
+		// death for the outbox.
+		if _, err := c.SendInteract(victim.Entity(), wire.InteractAttack, nil); err == nil {
+			tr.mu.Lock()
+			tr.attacks++
+			tr.mu.Unlock()
+		}
+		return
+	}
 	switch k := tr.rng.IntN(10); {
 	case k < 3 && len(ground) > 0:
 		op = wire.InventoryOp{Op: wire.InvLoot, Items: []uint64{pick(ground)}}
@@ -351,6 +384,9 @@ func checkConservation(t *testing.T, ctx context.Context, pg *persistence.PG, db
 	}
 	byKey := map[string]event{}
 	for _, e := range evs {
+		if e.Kind == "death" {
+			continue // checked apart (deaths)
+		}
 		byKey[e.Key] = e
 		if e.Payload.Outcome != "ok" {
 			continue

@@ -16,6 +16,7 @@ import (
 	"github.com/meridian-mmo/meridian/internal/pgtest"
 	"github.com/meridian-mmo/meridian/persistence"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
+	"github.com/meridian-mmo/meridian/sim-tests/procs"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -174,6 +175,30 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 	<-ran
 
 	okOps := checkConservation(t, ctx, pg, db, want, initial, tr)
+
+	// Deaths: the survivor's outbox is delivered; the dead server's, durable in its store,
+	// is delivered when it restarts (with no cells: the map gave them away).
+	c.cells[victim].Proc.Start(t, c.cellArgs(victim+1, url)...)
+	for _, cell := range c.cells {
+		waitFor(t, 30*time.Second, cell.Name+"'s outbox delivered", func() (bool, string) {
+			sc, err := cell.Scrape(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			stored, pending := sc.Sum("meridian_critical_events_total", "result", "stored"), sc.Sum("meridian_outbox_pending")
+			if !slices.ContainsFunc(sc, func(s procs.Sample) bool { return s.Name == "meridian_outbox_pending" }) {
+				return false, "no outbox gauge yet"
+			}
+			return pending == 0, fmt.Sprintf("%v stored since start, %v pending (the gauge reads the store)", stored, pending)
+		})
+	}
+	nDeaths := deaths(t, ctx, db)
+	tr.mu.Lock()
+	t.Logf("%d attacks sent; %d deaths in the event log", tr.attacks, nDeaths)
+	tr.mu.Unlock()
+	if nDeaths == 0 {
+		t.Error("no death reached the event log")
+	}
 	tr.mu.Lock()
 	t.Logf("%d operations sent, %d results back (by code %v), %d applied (ok in the log)", len(tr.sent), len(tr.results), tr.codes, okOps)
 	tr.mu.Unlock()
