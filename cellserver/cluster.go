@@ -59,8 +59,8 @@ type Cluster struct {
 	holdReq  chan chan Holdings
 	dropReq  chan chan struct{} // the heartbeat goroutine learnt this server was declared dead
 
-	ckpt     *checkpointer         // nil: no checkpoints
-	pl       *players              // nil: no PostgreSQL
+	ckpt     *checkpointer // nil: no checkpoints
+	pl       *players      // nil: no PostgreSQL
 	ob       *outbox
 	noStore  []InventoryDone       // inventory operations answered InvNoStore (no PostgreSQL)
 	fatal    chan error            // the store failed
