@@ -203,6 +203,9 @@ func (h *harness) render(m wire.PeerMessage) string {
 	switch m := m.(type) {
 	case *wire.JoinMsg:
 		homeOK(m.Home)
+		if m.PlayerID != wire.PlayerID(m.Client) { // the harness opens session s as player s
+			h.t.Fatalf("join of session %d as player %d: every join (resumes too) carries the session's player", m.Client, m.PlayerID)
+		}
 		s := fmt.Sprintf("join c%d kind=%d x=%d z=%d", m.Client, m.Kind, m.X, m.Z)
 		if m.Resume != 0 {
 			s += fmt.Sprintf(" resume=%d auth=%d seq=%d", m.Resume, m.AuthEpoch, m.LastSeq)
