@@ -46,7 +46,7 @@ func checkpointKey(cell uint64) []byte {
 // Fencing: a checkpoint whose epoch is older than the cell's stored checkpoint, or not newer
 // than the epoch the cell was given away at (DeleteCheckpoint), is rejected with
 // ErrStaleEpoch; an equal epoch replaces the checkpoint (the same owner, a later tick). The
-// encoding (wire.AppendEntityBlock, zstd) runs before any lock is taken.
+// encoding (wire.AppendEntityBlockFast, zstd at its fastest level) runs before any lock is taken.
 func (s *Store) WriteCheckpoint(cp Checkpoint) error {
 	if cp.Cell == 0 {
 		return fmt.Errorf("%w: checkpoint of cell 0", ErrInvalidArgument)
@@ -55,7 +55,7 @@ func (s *Store) WriteCheckpoint(cp Checkpoint) error {
 	val := append((*bufp)[:0], recordLive)
 	val = binary.BigEndian.AppendUint64(val, cp.Epoch)
 	val = binary.BigEndian.AppendUint32(val, cp.Tick)
-	val, err := wire.AppendEntityBlock(val, cp.Entities)
+	val, err := wire.AppendEntityBlockFast(val, cp.Entities)
 	defer func() {
 		if cap(val) <= maxPooledValue {
 			*bufp = val[:0]

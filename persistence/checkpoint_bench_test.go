@@ -55,7 +55,7 @@ func advance(recs []wire.EntityRecord, ticks int32, tick wire.Tick) {
 // BenchmarkCheckpoint10k writes the checkpoint of one cell of 10 000 entities, as one batch
 // synced to the real filesystem (b.TempDir()), every iteration with the entities moved on by
 // 20 ticks. Besides ns/op it reports ms/op, the p50, p99 and max of the iterations, the
-// encoding time alone (wire.AppendEntityBlock) and the stored bytes per checkpoint.
+// encoding time alone (wire.AppendEntityBlockFast) and the stored bytes per checkpoint.
 func BenchmarkCheckpoint10k(b *testing.B) {
 	const n = 10_000
 	rng := rand.New(rand.NewPCG(1, 10_000))
@@ -90,7 +90,7 @@ func BenchmarkCheckpoint10k(b *testing.B) {
 		c := cp()
 		b.StopTimer()
 		t0 := time.Now()
-		block, err = wire.AppendEntityBlock(block[:0], c.Entities)
+		block, err = wire.AppendEntityBlockFast(block[:0], c.Entities)
 		encode += time.Since(t0)
 		if err != nil {
 			b.Fatal(err)

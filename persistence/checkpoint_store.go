@@ -34,7 +34,7 @@ import (
 //
 //	kind:u8 | epoch:u64 big-endian | kind 1 only: tick:u32 big-endian | entity block
 //
-// kind 1 is a live checkpoint and the entity block is wire.AppendEntityBlock's encoding (a
+// kind 1 is a live checkpoint and the entity block is wire.AppendEntityBlockFast's encoding (a
 // record count, then the zstd-compressed columns, with a checksum). kind 2 is a tombstone: the
 // cell was given away at that epoch (DeleteCheckpoint), and the epoch stays as the cell's fence.
 // A whole checkpoint is one value written by one synced batch, so a crash leaves either the

