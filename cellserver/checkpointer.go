@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,9 +70,15 @@ func openCheckpointer(dir string, fs vfs.FS, reg prometheus.Registerer, log *slo
 // this server at the epoch its checkpoint was written at (a restart within the lease: the cells
 // were not given away). A checkpoint of an older epoch is ignored (the cell changed hands).
 //
-// fence (nil: none) filters each checkpoint's records before they are restored.
+// fence (nil: none) filters the records of all the checkpoints at once (one question to
+// PostgreSQL, however many cells) before they are restored.
 func (cp *checkpointer) restore(m *Member, mp *raftmeta.Map, self raftmeta.ServerID, t wire.Tick, fence func([]wire.EntityRecord) []wire.EntityRecord) int {
-	n := 0
+	type found struct {
+		cell  raftmeta.Cell
+		saved persistence.Checkpoint
+	}
+	var cps []found
+	var all []wire.EntityRecord
 	for _, c := range mp.Cells {
 		if c.Owner != self {
 			continue
@@ -84,11 +91,22 @@ func (cp *checkpointer) restore(m *Member, mp *raftmeta.Map, self raftmeta.Serve
 		case !ok || saved.Epoch != uint64(c.Epoch):
 			continue
 		}
-		if fence != nil {
-			saved.Entities = fence(saved.Entities)
+		cps = append(cps, found{c, saved})
+		all = append(all, saved.Entities...)
+	}
+	if fence != nil && len(all) > 0 {
+		kept := map[wire.EntityID]bool{}
+		for _, r := range fence(all) {
+			kept[r.ID] = true
 		}
-		k := m.Restore(CellCheckpoint{Cell: c.ID, Epoch: c.Epoch, Tick: wire.Tick(saved.Tick), Entities: saved.Entities}, t)
-		cp.log.Info("checkpoint: restored a cell", "cell", c.ID, "epoch", c.Epoch, "tick", saved.Tick, "entities", k)
+		for i := range cps {
+			cps[i].saved.Entities = slices.DeleteFunc(cps[i].saved.Entities, func(r wire.EntityRecord) bool { return !kept[r.ID] })
+		}
+	}
+	n := 0
+	for _, f := range cps {
+		k := m.Restore(CellCheckpoint{Cell: f.cell.ID, Epoch: f.cell.Epoch, Tick: wire.Tick(f.saved.Tick), Entities: f.saved.Entities}, t)
+		cp.log.Info("checkpoint: restored a cell", "cell", f.cell.ID, "epoch", f.cell.Epoch, "tick", f.saved.Tick, "entities", k)
 		n += k
 	}
 	cp.met.restored.Add(float64(n))

@@ -92,10 +92,11 @@ type ClusterConfig struct {
 	MaxCatchUp int
 	// Seed seeds spawn points.
 	Seed uint64
-	// CheckpointDir (empty: none) is the local Pebble store the server checkpoints its cells
-	// to every CheckpointEvery ticks, and restores them from when it restarts while the map
-	// still gives it those cells. OnFatal is called if the store fails to sync: the process
-	// must stop (nil: Run returns the error).
+	// CheckpointDir (empty: none) is the local Pebble store: the server checkpoints its cells
+	// there every CheckpointEvery ticks (0: never), restores them from it when it restarts
+	// while the map still gives it those cells, and keeps its outbox of critical events there.
+	// OnFatal is called if the store fails to sync: the process must stop (nil: Run returns
+	// the error).
 	CheckpointDir   string
 	CheckpointEvery int
 	OnFatal         func(error)
@@ -145,8 +146,10 @@ func (c ClusterConfig) Validate() error {
 		return configErr("ClusterConfig.FenceMargin", c.FenceMargin, "must be in (0, LeaseTTL − HeartbeatInterval = %v)", c.LeaseTTL-c.HeartbeatInterval)
 	case c.MaxCatchUp < 1:
 		return configErr("ClusterConfig.MaxCatchUp", c.MaxCatchUp, "must be ≥ 1")
-	case c.CheckpointDir != "" && (c.CheckpointEvery < 1 || c.CheckpointEvery > 20*60):
-		return configErr("ClusterConfig.CheckpointEvery", c.CheckpointEvery, "must be in [1, 1200] ticks")
+	case c.CheckpointDir != "" && (c.CheckpointEvery < 0 || c.CheckpointEvery > 20*60):
+		return configErr("ClusterConfig.CheckpointEvery", c.CheckpointEvery, "must be in [0, 1200] ticks")
+	case c.PG != nil && c.Edge.Listen != "":
+		return configErr("ClusterConfig.Edge.Listen", c.Edge.Listen, "must be empty with PG: sessions of the embedded edge are not authenticated players; clients come through a gateway")
 	}
 	if c.Edge.Listen != "" {
 		if err := c.Edge.Validate(); err != nil {
@@ -348,7 +351,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("cellserver: the map's world: %w", err)
 	}
 	if c.ckpt != nil {
-		defer c.ckpt.close()
+		defer func() { cancel(); wg.Wait(); c.ckpt.close() }() // the store outlives its writers
 		t0 := wire.Tick(time.Since(time.Unix(0, mp.World.Epoch)) / (time.Second / time.Duration(c.cfg.Member.World.TickHz)))
 		var fence func([]wire.EntityRecord) []wire.EntityRecord
 		if c.pl != nil {
@@ -649,7 +652,7 @@ func (c *Cluster) Step(in *StepInput) *StepOutput {
 		c.toEdge(out)
 	}
 	c.countStats()
-	if c.ckpt != nil && !fenced && in.Tick%wire.Tick(c.cfg.CheckpointEvery) == 0 {
+	if c.ckpt != nil && c.cfg.CheckpointEvery > 0 && !fenced && in.Tick%wire.Tick(c.cfg.CheckpointEvery) == 0 {
 		c.ckpt.offer(c.member.Checkpoints(in.Tick))
 	}
 	for len(c.holdReq) > 0 {

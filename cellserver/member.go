@@ -92,11 +92,14 @@ type Member struct {
 	// pendingJoins: the player and first authority epoch of gateway joins the World has not
 	// run yet.
 	pendingJoins map[ClientID]pendingJoin
-	joins        map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
-	heard        map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
-	interacts    map[interactKey]*outInteract // applied here, not yet delivered
-	delivered    map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
-	homeFrames   map[interactKey]*homeFrame   // delivered here to a gateway's client, not yet acknowledged by it
+	// offers: trade offers delivered to entities real here (wire.InteractTrade), by the entity
+	// offered to, until an acceptance consumes them or OfferTicks pass.
+	offers     map[wire.EntityID][]tradeOffer
+	joins      map[SessionKey]wire.Tick     // gateway joins taken, until when a repeat is ignored
+	heard      map[ClientID]wire.Tick       // gateway sessions' World clients: last tick their gateway sent anything
+	interacts  map[interactKey]*outInteract // applied here, not yet delivered
+	delivered  map[interactKey]wire.Tick    // delivered here, until when a repeat is not delivered again
+	homeFrames map[interactKey]*homeFrame   // delivered here to a gateway's client, not yet acknowledged by it
 
 	stepIn StepInput
 	out    MemberOutput
@@ -143,6 +146,8 @@ type MemberConfig struct {
 	// SessionIdleTicks: the entity of a session homed at a gateway that has sent nothing
 	// (inputs, acks) for this long leaves the world. 0: never.
 	SessionIdleTicks int
+	// OfferTicks: how long a trade offer delivered to an entity waits for its acceptance.
+	OfferTicks int
 	// PlayerHP is the hit points a client's entity starts with (and respawns with after a
 	// death); AttackDamage what one InteractAttack delivered to it takes off (0: attacks do no
 	// harm). An entity brought to 0 dies: a "death" critical event (MemberOutput.Events).
@@ -156,7 +161,7 @@ func DefaultMemberConfig(id raftmeta.ServerID, inc uint64) MemberConfig {
 		RetryTicks: 4, RememberTicks: 20 * 60, RejectBackoffTicks: 10,
 		GhostDistance: 60, GhostHysteresis: 10, GhostExpireTicks: 40,
 		SessionIdleTicks: 20 * 30, HandoffHysteresis: 4,
-		PlayerHP: 100, AttackDamage: 10,
+		PlayerHP: 100, AttackDamage: 10, OfferTicks: 20 * 60,
 	}
 }
 
@@ -183,6 +188,8 @@ func (c MemberConfig) Validate() error {
 		return configErr("MemberConfig.HandoffHysteresis", c.HandoffHysteresis, "must be in [0, GhostDistance (%v)]: the new owner must hold a ghost of an entity before it is handed over", c.GhostDistance)
 	case c.SessionIdleTicks < 0:
 		return configErr("MemberConfig.SessionIdleTicks", c.SessionIdleTicks, "must be ≥ 0")
+	case c.OfferTicks < 1:
+		return configErr("MemberConfig.OfferTicks", c.OfferTicks, "must be ≥ 1")
 	case c.PlayerHP < 1:
 		return configErr("MemberConfig.PlayerHP", c.PlayerHP, "must be ≥ 1")
 	case c.AttackDamage > c.PlayerHP:
@@ -377,6 +384,8 @@ type MemberStats struct {
 	// Inventory operations handed to the driver, and refused here without reaching it (no
 	// target in view, no player).
 	InventoryOps, InventoryRefused int
+	InventoryReplays               int // inventory interactions sent again after they were applied
+	TradeOffers                    int // trade offers remembered for their target
 	Deaths                         int // entities brought to 0 hit points here
 	EntitiesDropped                int // entities dropped because this server was declared dead or a session's home died
 	SessionsLost                   int
@@ -418,6 +427,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		joins:        map[SessionKey]wire.Tick{},
 		resumes:      map[wire.EntityID]wire.Tick{},
 		pendingJoins: map[ClientID]pendingJoin{},
+		offers:       map[wire.EntityID][]tradeOffer{},
 		gateways:     map[raftmeta.ServerID]uint64{},
 		views:        map[wire.EntityID]viewSeed{},
 		heard:        map[ClientID]wire.Tick{},
@@ -949,6 +959,8 @@ func (m *Member) dropEverything() {
 		m.stats.EntitiesDropped += len(mg.msg.Entities)
 	}
 	clear(m.handoffs)
+	clear(m.pendingJoins)
+	clear(m.offers)
 	clear(m.migrations)
 	clear(m.frozen)
 	clear(m.staged)
@@ -1468,6 +1480,9 @@ func (m *Member) deliver(wo *StepOutput) {
 
 func (m *Member) retry(t wire.Tick) {
 	every := wire.Tick(m.cfg.RetryTicks)
+	if t%every == 0 {
+		m.expireOffers(t)
+	}
 	for _, h := range sortedKeys(m.handoffs) {
 		o := m.handoffs[h]
 		if t-o.sent >= every {

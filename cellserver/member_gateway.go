@@ -287,6 +287,14 @@ func (m *Member) sessionInteract(msg wire.InteractMsg, t wire.Tick) {
 			if _, remote := m.heard[wc]; remote {
 				m.heard[wc] = t
 			}
+			if msg.Kind == wire.InteractInventory {
+				if _, last, _, _, ok := m.world.clientInfo(wc); ok && msg.Seq <= last {
+					// Applied before (by this server or the one the entity came from): the
+					// gateway resends an inventory operation until its result reaches it.
+					m.inventoryReplay(msg, t)
+					return
+				}
+			}
 			in := wire.Interact{Seq: msg.Seq, Target: msg.Target, Kind: msg.Kind, Data: msg.Data}
 			m.stepIn.Inputs = append(m.stepIn.Inputs, ClientInput{Client: wc, Input: wire.Input{Seq: msg.Seq}, Interact: &in})
 			return
@@ -351,8 +359,11 @@ func (m *Member) deliverInteract(msg *wire.InteractMsg, t wire.Tick) {
 	} else {
 		m.delivered[k] = t + wire.Tick(m.cfg.RememberTicks)
 		m.stats.InteractsDelivered++
-		if msg.Kind == wire.InteractAttack {
+		switch msg.Kind {
+		case wire.InteractAttack:
 			m.hurt(msg, t)
+		case wire.InteractTrade:
+			m.offer(msg, t)
 		}
 		if wc, _ := m.world.entityClient(msg.Target); wc != 0 {
 			ia := wire.Interaction{From: msg.Actor, Seq: msg.Seq, Tick: t, Kind: msg.Kind, Data: msg.Data}

@@ -89,9 +89,15 @@ type InventoryRequest struct {
 	Player wire.PlayerID // the actor's player
 	Target wire.PlayerID // give, trade: the other player; 0 otherwise
 	Op     wire.InventoryOp
-	// Where the actor stands (a drop puts the item there).
+	// Where the actor stands (a drop puts the item there; a loot reaches from there).
 	Cell    raftmeta.CellID
 	X, Y, Z int32
+	// Replay: the session sent the interaction again after it was applied; the driver answers
+	// with the outcome PostgreSQL recorded under Key if there is one. Otherwise it runs the
+	// request, unless Fallback ≠ 0: then Fallback is the answer (what this server could not
+	// check: a target out of view, an offer it never saw).
+	Replay   bool
+	Fallback wire.InventoryCode
 }
 
 // InventoryDone is the result of an InventoryRequest.
@@ -110,36 +116,121 @@ func InventoryKey(actor wire.EntityID, seq uint32) string {
 // inventory turns an applied InteractInventory into an InventoryRequest, or answers it at once
 // when it cannot run.
 func (m *Member) inventory(a AppliedInteract, t wire.Tick) {
-	done := func(code wire.InventoryCode, op wire.InventoryOpKind) {
+	req, code := m.inventoryRequest(a.Entity, a.Interact.Seq, a.Interact.Target, a.Interact.Data, true)
+	if code != 0 {
 		m.stats.InventoryRefused++
 		m.inventoryDone(InventoryDone{Actor: a.Entity, Seq: a.Interact.Seq,
-			Result: wire.InventoryResult{Op: op, Code: code}}, t)
+			Result: wire.InventoryResult{Op: req.Op.Op, Code: code}}, t)
+		return
 	}
-	op, err := wire.DecodeInventoryOp(a.Interact.Data)
+	m.stats.InventoryOps++
+	m.out.InventoryOps = append(m.out.InventoryOps, req)
+}
+
+// inventoryReplay handles an inventory interaction the actor's session sent again after it
+// was applied (here, or by a server that died): the driver answers it with the outcome
+// PostgreSQL recorded under its key, or runs it if none was recorded (the first run never
+// committed). What this server cannot check (a target out of view, an offer it never saw)
+// becomes the answer only if PostgreSQL recorded nothing.
+func (m *Member) inventoryReplay(msg wire.InteractMsg, t wire.Tick) {
+	req, code := m.inventoryRequest(msg.Actor, msg.Seq, msg.Target, msg.Data, false)
+	if req.Player == 0 {
+		m.stats.InventoryRefused++
+		m.inventoryDone(InventoryDone{Actor: msg.Actor, Seq: msg.Seq,
+			Result: wire.InventoryResult{Op: req.Op.Op, Code: wire.InvInvalid}}, t)
+		return
+	}
+	req.Replay, req.Fallback = true, code
+	m.stats.InventoryReplays++
+	m.out.InventoryOps = append(m.out.InventoryOps, req)
+}
+
+// inventoryRequest builds the request of inventory interaction (actor, seq), or says why it
+// cannot run (code ≠ 0). consume: an accepted trade uses up its offer.
+func (m *Member) inventoryRequest(actor wire.EntityID, seq uint32, target wire.EntityID, data []byte, consume bool) (InventoryRequest, wire.InventoryCode) {
+	op, err := wire.DecodeInventoryOp(data)
 	if err != nil { // the edge validated it: only a buggy peer gets here
-		done(wire.InvInvalid, wire.InvLoot)
-		return
+		return InventoryRequest{Op: wire.InventoryOp{Op: wire.InvLoot}}, wire.InvInvalid
 	}
-	meta := m.ents[a.Entity]
-	st, ok := m.world.Entity(a.Entity)
+	req := InventoryRequest{Key: InventoryKey(actor, seq), Actor: actor, Seq: seq, Op: op}
+	meta := m.ents[actor]
+	st, ok := m.world.Entity(actor)
 	if meta.player == 0 || !ok {
-		done(wire.InvInvalid, op.Op)
-		return
+		return req, wire.InvInvalid
 	}
-	req := InventoryRequest{Key: InventoryKey(a.Entity, a.Interact.Seq), Actor: a.Entity, Seq: a.Interact.Seq,
-		Player: meta.player, Op: op, X: st.X, Y: st.Y, Z: st.Z}
+	req.Player, req.X, req.Y, req.Z = meta.player, st.X, st.Y, st.Z
 	if c := m.lookup.at(st.X, st.Z); c != nil {
 		req.Cell = c.ID
 	}
 	if op.Op == wire.InvGive || op.Op == wire.InvTrade {
-		req.Target = m.playerOf(a.Interact.Target)
+		req.Target = m.playerOf(target)
 		if req.Target == 0 || req.Target == meta.player {
-			done(wire.InvNoTarget, op.Op)
-			return
+			return req, wire.InvNoTarget
 		}
 	}
-	m.stats.InventoryOps++
-	m.out.InventoryOps = append(m.out.InventoryOps, req)
+	if op.Op == wire.InvTrade && !m.acceptOffer(actor, target, op, consume) {
+		return req, wire.InvNoOffer
+	}
+	return req, 0
+}
+
+// tradeOffer is a trade offered to an entity real here: from offers Items for Want.
+type tradeOffer struct {
+	from        wire.EntityID
+	items, want []uint64 // sorted
+	until       wire.Tick
+}
+
+// maxOffersPerEntity bounds the offers remembered for one entity (the oldest go first).
+const maxOffersPerEntity = 8
+
+// offer remembers a trade offer delivered to its target (real here). Data that is not an
+// InvTrade InventoryOp is a trade request of the game's own: nothing to remember.
+func (m *Member) offer(msg *wire.InteractMsg, t wire.Tick) {
+	op, err := wire.DecodeInventoryOp(msg.Data)
+	if err != nil || op.Op != wire.InvTrade {
+		return
+	}
+	o := tradeOffer{from: msg.Actor, items: slices.Sorted(slices.Values(op.Items)), want: slices.Sorted(slices.Values(op.Want)),
+		until: t + wire.Tick(m.cfg.OfferTicks)}
+	l := m.offers[msg.Target]
+	if len(l) >= maxOffersPerEntity {
+		l = slices.Delete(l, 0, 1)
+	}
+	m.offers[msg.Target] = append(l, o)
+	m.stats.TradeOffers++
+}
+
+// acceptOffer reports whether target offered actor the mirror of op (target gives op.Want for
+// op.Items), and with consume uses the offer up.
+func (m *Member) acceptOffer(actor, target wire.EntityID, op wire.InventoryOp, consume bool) bool {
+	items, want := slices.Sorted(slices.Values(op.Items)), slices.Sorted(slices.Values(op.Want))
+	l := m.offers[actor]
+	for i := len(l) - 1; i >= 0; i-- {
+		if o := l[i]; o.from == target && slices.Equal(o.items, want) && slices.Equal(o.want, items) {
+			if consume {
+				m.offers[actor] = slices.Delete(l, i, i+1)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// expireOffers forgets offers past their time, and those of entities no longer here.
+func (m *Member) expireOffers(t wire.Tick) {
+	for e, l := range m.offers {
+		if _, here := m.ents[e]; !here {
+			delete(m.offers, e)
+			continue
+		}
+		l = slices.DeleteFunc(l, func(o tradeOffer) bool { return t >= o.until })
+		if len(l) == 0 {
+			delete(m.offers, e)
+		} else {
+			m.offers[e] = l
+		}
+	}
 }
 
 // playerOf is the player of an entity real or ghosted here (0: unknown, or not a player).

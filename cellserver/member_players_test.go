@@ -113,6 +113,17 @@ func TestInventoryRequestAndResult(t *testing.T) {
 		return gw(&wire.InteractMsg{Origin: uint64(testGateway), Actor: actor, Seq: seq, Target: tgt, Kind: wire.InteractInventory, Data: data})
 	}
 	trade := wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{5}, Want: []uint64{6, 7}}
+	// The target offers the mirror trade (its 6 and 7 for the actor's 5): delivered to the
+	// actor's server, which remembers it for the actor. An offer of something else does not
+	// count.
+	offer := func(seq uint32, op wire.InventoryOp) PeerIn {
+		data, _ := op.Append(nil)
+		return PeerIn{From: 2, Msg: &wire.InteractMsg{Origin: 2, Actor: target, Seq: seq, Target: actor, Kind: wire.InteractTrade, Data: data}}
+	}
+	p.tick++
+	p.step(1, MemberInput{}, offer(1, wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{6, 7}, Want: []uint64{5}}),
+		offer(2, wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{8}, Want: []uint64{5}}))
+	p.tick++
 	out := p.step(1, MemberInput{}, ask(actor, 1, target, trade), ask(actor, 2, 999, wire.InventoryOp{Op: wire.InvGive, Items: []uint64{5}}))
 	if len(out.InventoryOps) != 1 {
 		t.Fatalf("InventoryOps %+v, want the trade only", out.InventoryOps)
@@ -134,7 +145,10 @@ func TestInventoryRequestAndResult(t *testing.T) {
 				continue
 			}
 			ia, err := wire.DecodeInteraction(payload)
-			if err != nil || ia.Kind != wire.InteractInventoryResult || ia.From != from || f.Entity != from {
+			if err == nil && (ia.Kind == wire.InteractTrade || ia.From != from) {
+				continue // an offer delivered to the actor's client; another entity's result (resent until the gateway acks)
+			}
+			if err != nil || ia.Kind != wire.InteractInventoryResult || f.Entity != from {
 				t.Fatalf("interaction %+v to the gateway (%v)", ia, err)
 			}
 			r, err := wire.DecodeInventoryResult(ia.Data)
@@ -147,6 +161,19 @@ func TestInventoryRequestAndResult(t *testing.T) {
 	}
 	if got := results(actor); got[2].Code != wire.InvNoTarget || len(got) != 1 {
 		t.Fatalf("immediate results %+v, want seq 2 answered no_target", got)
+	}
+	// The offer was used up: the same acceptance again (a new seq) finds none.
+	p.tick++
+	out = p.step(1, MemberInput{}, ask(actor, 3, target, trade))
+	if got := results(actor); len(out.InventoryOps) != 0 || got[3].Code != wire.InvNoOffer {
+		t.Fatalf("a second acceptance of one offer: ops %+v, results %+v; want no_offer", out.InventoryOps, got)
+	}
+	// The gateway sends seq 1 again (its result had not reached it): a replay by key.
+	p.tick++
+	out = p.step(1, MemberInput{}, ask(actor, 1, target, trade))
+	if len(out.InventoryOps) != 1 || !out.InventoryOps[0].Replay || out.InventoryOps[0].Key != req.Key ||
+		out.InventoryOps[0].Fallback != wire.InvNoOffer {
+		t.Fatalf("resent seq 1: %+v, want a replay of its key (falling back to no_offer: the offer is gone)", out.InventoryOps)
 	}
 	p.tick++
 	p.step(1, MemberInput{InventoryDone: []InventoryDone{{Actor: actor, Seq: 1,

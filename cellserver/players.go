@@ -57,13 +57,15 @@ type PlayersConfig struct {
 	// MaxLoads bounds the reads of joining players in flight (beyond, a join waits for the
 	// gateway's retry).
 	MaxLoads int
-	Flusher  persistence.FlusherConfig
+	// LootReach (metres): a player loots only items lying in its cell within this distance.
+	LootReach float64
+	Flusher   persistence.FlusherConfig
 }
 
 // DefaultPlayersConfig returns the defaults.
 func DefaultPlayersConfig() PlayersConfig {
 	return PlayersConfig{FlushEvery: 20, Workers: 4, Queue: 1024, OpTimeout: 5 * time.Second,
-		LoadTimeout: 2 * time.Second, MaxLoads: 64, Flusher: persistence.DefaultFlusherConfig()}
+		LoadTimeout: 2 * time.Second, MaxLoads: 64, LootReach: 8, Flusher: persistence.DefaultFlusherConfig()}
 }
 
 // Validate names the first field out of bounds.
@@ -81,9 +83,14 @@ func (c PlayersConfig) Validate() error {
 		return configErr("PlayersConfig.LoadTimeout", c.LoadTimeout, "must be ≥ 10ms")
 	case c.MaxLoads < 1 || c.MaxLoads > 4096:
 		return configErr("PlayersConfig.MaxLoads", c.MaxLoads, "must be in [1, 4096]")
+	case !(c.LootReach > 0 && c.LootReach <= 1000):
+		return configErr("PlayersConfig.LootReach", c.LootReach, "must be in (0, 1000] metres")
 	}
 	return c.Flusher.Validate()
 }
+
+// restoreTimeout bounds the one question to PostgreSQL a restore from checkpoints asks.
+const restoreTimeout = time.Second
 
 type loadedJoin struct {
 	from   raftmeta.ServerID
@@ -138,8 +145,9 @@ func newPlayers(pg *persistence.PG, cfg PlayersConfig, reg prometheus.Registerer
 	return p, nil
 }
 
-// close stops the workers (operations still queued are not run: their keys were never
-// committed, so the client's resend may run them) and writes the positions held.
+// close stops the workers and the reads (operations still queued are not run: their keys
+// were never committed, and the gateway resends an inventory operation until its result
+// reaches it, so the next owner runs them) and writes the positions held.
 func (p *players) close(ctx context.Context) error {
 	p.cancel()
 	p.wg.Wait()
@@ -170,7 +178,8 @@ func (p *players) intercept(in []PeerIn, send func(raftmeta.ServerID, wire.PeerM
 		}
 		p.loading[key] = true
 		msg, from := *j, pi.From
-		go p.load(from, msg)
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.load(from, msg) }()
 	}
 	for {
 		select {
@@ -276,7 +285,9 @@ func (p *players) fenceRestored(recs []wire.EntityRecord) []wire.EntityRecord {
 	if len(ids) == 0 {
 		return recs
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.LoadTimeout)
+	// Restore runs before the first tick and the first lease renewal after registering: a
+	// slow PostgreSQL must not cost the lease (3 s by default).
+	ctx, cancel := context.WithTimeout(p.ctx, min(p.cfg.LoadTimeout, restoreTimeout))
 	defer cancel()
 	stored, err := p.pg.LoadPlayers(ctx, ids)
 	if err != nil {
@@ -316,10 +327,19 @@ func (p *players) work() {
 	}
 }
 
-// run runs one operation as one PostgreSQL transaction under its key.
+// run answers one operation: a replay with the outcome PostgreSQL recorded under its key if
+// there is one; otherwise it runs it as one PostgreSQL transaction under its key.
 func (p *players) run(op InventoryRequest) wire.InventoryResult {
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.OpTimeout)
 	defer cancel()
+	if op.Replay {
+		if res, found := p.recorded(ctx, op); found {
+			return res
+		}
+		if op.Fallback != 0 {
+			return wire.InventoryResult{Op: op.Op.Op, Code: op.Fallback}
+		}
+	}
 	ids := func(s []uint64) []int64 {
 		out := make([]int64, len(s))
 		for i, v := range s {
@@ -334,7 +354,8 @@ func (p *players) run(op InventoryRequest) wire.InventoryResult {
 	a, b := int64(op.Player), int64(op.Target)
 	switch op.Op.Op {
 	case wire.InvLoot:
-		out, err = p.pg.Loot(ctx, op.Key, a, int64(op.Op.Items[0]))
+		out, err = p.pg.Loot(ctx, op.Key, a, int64(op.Op.Items[0]), &persistence.Near{Cell: uint64(op.Cell),
+			X: wire.DequantisePos(op.X), Z: wire.DequantisePos(op.Z), Reach: p.cfg.LootReach})
 	case wire.InvDrop:
 		out, err = p.pg.Drop(ctx, op.Key, a, int64(op.Op.Items[0]), uint64(op.Cell),
 			wire.DequantisePos(op.X), wire.DequantisePos(op.Y), wire.DequantisePos(op.Z))
@@ -344,6 +365,15 @@ func (p *players) run(op InventoryRequest) wire.InventoryResult {
 		out, err = p.pg.Trade(ctx, op.Key, a, b, ids(op.Op.Items), ids(op.Op.Want))
 	default:
 		err = persistence.ErrInvalidArgument
+	}
+	if err != nil && inventoryCode(err) == wire.InvUnavailable {
+		// The connection may have died during COMMIT: if the operation committed, say so.
+		rctx, rcancel := context.WithTimeout(p.ctx, p.cfg.OpTimeout)
+		res, found := p.recorded(rctx, op)
+		rcancel()
+		if found {
+			return res
+		}
 	}
 	res := wire.InventoryResult{Op: op.Op.Op, Code: inventoryCode(err), Moved: uint8(min(len(out.Moved), 255))}
 	if out.Seq > 0 {
@@ -355,6 +385,16 @@ func (p *players) run(op InventoryRequest) wire.InventoryResult {
 	return res
 }
 
+// recorded is the outcome PostgreSQL recorded under op's key, if it can say.
+func (p *players) recorded(ctx context.Context, op InventoryRequest) (wire.InventoryResult, bool) {
+	out, refusal, found, err := p.pg.Outcome(ctx, op.Key)
+	if err != nil || !found {
+		return wire.InventoryResult{}, false
+	}
+	return wire.InventoryResult{Op: op.Op.Op, Code: inventoryCode(refusal), Event: uint64(max(out.Seq, 0)),
+		Moved: uint8(min(len(out.Moved), 255))}, true
+}
+
 // inventoryCode maps an inventory transaction's error to the code its client gets.
 func inventoryCode(err error) wire.InventoryCode {
 	switch {
@@ -364,6 +404,8 @@ func inventoryCode(err error) wire.InventoryCode {
 		return wire.InvNotOwner
 	case errors.Is(err, persistence.ErrItemGone):
 		return wire.InvItemGone
+	case errors.Is(err, persistence.ErrTooFar):
+		return wire.InvTooFar
 	case errors.Is(err, persistence.ErrUnknownPlayer):
 		return wire.InvUnknownPlayer
 	case errors.Is(err, persistence.ErrContention):

@@ -53,7 +53,8 @@ type Listener struct {
 	mu       sync.Mutex // guards the fields below; taken before Session.mu
 	sessions map[SessionID]*Session
 	perIP    map[string]int
-	nextID   SessionID // the id the next session gets (unless it is still open)
+	players  map[wire.PlayerID]*Session // the newest open session of each player (≠ 0): see claim
+	nextID   SessionID                  // the id the next session gets (unless it is still open)
 	closed   bool
 	ws       *wsServer // nil until ListenWebSocket
 	// wg counts session goroutines and WebSocket handlers past their upgrade; Add only under
@@ -91,6 +92,7 @@ func Listen(cfg Config, backend Backend, reg prometheus.Registerer, log *slog.Lo
 		ln:       ln,
 		sessions: make(map[SessionID]*Session),
 		perIP:    make(map[string]int),
+		players:  make(map[wire.PlayerID]*Session),
 		nextID:   cfg.firstSessionID(),
 	}, nil
 }
@@ -181,10 +183,72 @@ func (l *Listener) newID() SessionID {
 	}
 }
 
+// One session per player. Two sessions of one player would make two entities of that player,
+// whose PostgreSQL writes fence each other: when a session authenticates as player P (≠ 0)
+// while another session of this edge is open as P, the older one is disconnected with
+// wire.ReasonKicked (meridian_gateway_sessions_kicked_total) and the new one proceeds. The
+// order is the order of claims under Listener.mu, which the gateway Server follows (Holder).
+// Player 0 (no player) is never kicked. This holds within one edge only: two gateways (or a
+// gateway and a cell server's own edge) each take a session of P without knowing of the
+// other; the cell servers' PostgreSQL fencing is what remains between them.
+
+// kickMessage is the disconnect message of a session kicked by a newer one of its player.
+const kickMessage = "signed in elsewhere"
+
+// claim makes s, having authenticated as player, the player's session, and kicks the one it
+// replaces. It reports false, claiming nothing, if s is already ending (the listener is
+// shutting down, say): it must not be opened.
+func (l *Listener) claim(s *Session, player wire.PlayerID) bool {
+	l.mu.Lock()
+	s.mu.Lock()
+	gone := s.ended || s.closing
+	s.mu.Unlock()
+	if gone {
+		l.mu.Unlock()
+		return false
+	}
+	var old *Session
+	if player != 0 {
+		old = l.players[player]
+		l.players[player] = s
+		s.player = player
+	}
+	l.mu.Unlock()
+	if old != nil && old != s && old.kick() {
+		l.metrics.SessionsKicked.Inc()
+	}
+	return true
+}
+
+// kick disconnects session id, if it is open, with wire.ReasonKicked: a newer session signed
+// in as its player.
+func (l *Listener) kick(id SessionID) {
+	if s := l.session(id); s != nil && s.kick() {
+		l.metrics.SessionsKicked.Inc()
+	}
+}
+
+// Holder is the session the edge holds open as player (the newest to sign in as it), 0 if
+// none or player is 0.
+func (l *Listener) Holder(player wire.PlayerID) SessionID {
+	if player == 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.players[player]; s != nil {
+		return s.id
+	}
+	return 0
+}
+
 // remove forgets a session; called once by the session when it ends.
 func (l *Listener) remove(s *Session) {
 	l.mu.Lock()
 	delete(l.sessions, s.id)
+	if s.player != 0 && l.players[s.player] == s {
+		delete(l.players, s.player)
+	}
 	if l.perIP[s.ip]--; l.perIP[s.ip] <= 0 {
 		delete(l.perIP, s.ip)
 	}

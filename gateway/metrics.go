@@ -13,6 +13,7 @@ type Metrics struct {
 	SessionsOpened   prometheus.Counter
 	SessionsRejected *prometheus.CounterVec // reason
 	SessionsClosed   *prometheus.CounterVec // reason
+	SessionsKicked   prometheus.Counter
 	BadFrames        *prometheus.CounterVec // reason
 	RejectedInputs   *prometheus.CounterVec // reason (shared name with the cell server's)
 	BytesSent        prometheus.Counter
@@ -35,6 +36,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meridian_gateway_sessions_rejected_total", Help: "Sessions refused or closed by the edge, by reason."}, []string{"reason"})),
 		SessionsClosed: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_gateway_sessions_closed_total", Help: "Sessions ended, by reason (client_disconnect, idle_timeout, transport_error, or the disconnect reason sent)."}, []string{"reason"})),
+		SessionsKicked: promutil.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_gateway_sessions_kicked_total", Help: "Sessions disconnected (reason kicked) because a newer session of this edge signed in as the same player."})),
 		BadFrames: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_bad_frames_total", Help: "Malformed, oversized or unknown frames received, by reason."}, []string{"reason"})),
 		RejectedInputs: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

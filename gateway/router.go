@@ -36,6 +36,21 @@ import (
 // again after a route switch, a broken link to the owner (LinkReset) or RetryTicks without
 // progress; the owner applies a sequence in order and drops replays, so a resend is harmless.
 //
+// An inventory interaction (wire.InteractInventory) must get its result to the client exactly
+// once, even if its owner dies between applying it and the result reaching the gateway (or
+// before PostgreSQL committed it). So once a frame's LastSeq covers it, it is not forgotten
+// but kept in a second per-session list until an Interaction of kind
+// wire.InteractInventoryResult with From = the session's entity and Seq = its seq passes
+// through the Router for the session. Whenever the route switches (frames from another
+// server, or at a higher authority epoch: a handoff, a takeBack, a resume) it is sent again
+// to the new owner, before the unapplied entries; that owner takes a resend at or below its
+// LastSeq as a replay: it runs the operation again by its key "ix:<actor>:<seq>" (PostgreSQL
+// answers with the first outcome, or applies it if it never committed) and sends the result.
+// It is not resent on the no-progress timer or a broken link while the owner is unchanged: the
+// owner is still working on it (and resends its result frame until the gateway acks it). The
+// list is bounded by MaxPendingInputs too (RouterStats.InventoryOverflow) and goes with the
+// session.
+//
 // If the owner is declared dead in the map and no frame came for ResumeAfterTicks, the entity
 // is re-created on the owner of the cell at its last known position (a JoinMsg with Resume =
 // the entity, its newest authority epoch and LastSeq); the first frame with a higher authority
@@ -90,7 +105,9 @@ type RouterConfig struct {
 	// answered) → the session is disconnected with wire.ReasonEntityLost.
 	LostAfterTicks int
 	// MaxPendingInputs bounds the inputs and interactions kept per session until the owner
-	// applies them; beyond it the oldest is dropped (RouterStats.PendingOverflow).
+	// applies them; beyond it the oldest is dropped (RouterStats.PendingOverflow). It bounds
+	// apart the applied inventory interactions kept per session until their result passes
+	// (RouterStats.InventoryOverflow).
 	MaxPendingInputs int
 	// DedupTicks: how long an interaction (From, Seq) delivered to a session is remembered, to
 	// drop a copy a server resends. A cell server resends an interaction frame until the
@@ -206,6 +223,12 @@ type RouterStats struct {
 	Refused            int // sessions disconnected because their join was refused
 	Unrouted           int // inputs, interactions and acks for unknown sessions
 	Ignored            int // peer messages a gateway does not take, refusals from a server the join did not go to
+	// InventoryResent: applied inventory interactions without a result sent again to a new
+	// owner after a route switch (handoff, takeBack, resume), for it to replay by key.
+	InventoryResent int
+	// InventoryOverflow: applied inventory interactions awaiting their result forgotten
+	// because MaxPendingInputs of them were kept (the oldest goes; it is not resent).
+	InventoryOverflow int
 }
 
 // routedSession is a session's routing state.
@@ -231,6 +254,9 @@ type routedSession struct {
 
 	pending    []routerPending // unapplied inputs and interactions, by seq
 	progressAt wire.Tick       // the last LastSeq advance or resend (or first pending entry)
+	// inventory: inventory interactions applied (seq ≤ lastSeq) whose result has not passed
+	// yet, by seq; resent on a route switch.
+	inventory []routerPending
 
 	early []routerEarly // interactions that came before the welcome (copies)
 	dedup routerDedup
@@ -240,8 +266,14 @@ type routedSession struct {
 type routerPending struct {
 	seq      uint32
 	interact bool
+	resulted bool // an inventory interaction whose result passed before LastSeq covered it
 	input    wire.Input
 	ia       wire.Interact // Data is the router's copy
+}
+
+// awaitsResult: an inventory interaction whose result has not passed yet.
+func (p *routerPending) awaitsResult() bool {
+	return p.interact && p.ia.Kind == wire.InteractInventory && !p.resulted
 }
 
 type routerEarly struct {
@@ -412,9 +444,7 @@ func (r *Router) keep(rs *routedSession, p routerPending, t wire.Tick) {
 		r.stats.ReplayedInputs++
 		return
 	}
-	i, found := slices.BinarySearchFunc(rs.pending, p.seq, func(e routerPending, seq uint32) int {
-		return cmp.Compare(e.seq, seq)
-	})
+	i, found := findPending(rs.pending, p.seq)
 	if found {
 		r.stats.ReplayedInputs++
 		return
@@ -558,6 +588,9 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 		rs.progressAt = t
 		k := 0
 		for k < len(rs.pending) && rs.pending[k].seq <= m.LastSeq {
+			if rs.pending[k].awaitsResult() {
+				r.awaitResult(rs, rs.pending[k])
+			}
 			k++
 		}
 		if k > 0 {
@@ -572,6 +605,9 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 	case switched || resumed:
 		if moved {
 			r.stats.RouteSwitches++
+		}
+		if switched {
+			r.resendInventory(rs)
 		}
 		r.sendAllPending(rs, t, true)
 	}
@@ -638,9 +674,62 @@ func (r *Router) onInteraction(from raftmeta.ServerID, rs *routedSession, m *wir
 			return
 		}
 		rs.early = append(rs.early, routerEarly{frame: slices.Clone(m.Frame)})
+		r.resulted(rs, &ia)
 		return
 	}
+	r.resulted(rs, &ia)
 	r.out.Frames = append(r.out.Frames, SessionFrame{Session: rs.id, Frame: m.Frame, Control: true})
+}
+
+// resulted ends the wait for an inventory interaction's result: ia is the session's, delivered
+// (or held for its welcome).
+func (r *Router) resulted(rs *routedSession, ia *wire.Interaction) {
+	if ia.Kind != wire.InteractInventoryResult || rs.entity == 0 || ia.From != rs.entity {
+		return
+	}
+	if i, ok := findPending(rs.inventory, ia.Seq); ok {
+		rs.inventory[i] = routerPending{}
+		rs.inventory = slices.Delete(rs.inventory, i, i+1)
+		return
+	}
+	// The result overtook the frame whose LastSeq covers the interaction.
+	if i, ok := findPending(rs.pending, ia.Seq); ok && rs.pending[i].interact && rs.pending[i].ia.Kind == wire.InteractInventory {
+		rs.pending[i].resulted = true
+	}
+}
+
+// awaitResult keeps an applied inventory interaction until its result passes (the oldest goes
+// beyond MaxPendingInputs).
+func (r *Router) awaitResult(rs *routedSession, p routerPending) {
+	i, found := findPending(rs.inventory, p.seq)
+	if found {
+		return
+	}
+	rs.inventory = slices.Insert(rs.inventory, i, p)
+	if len(rs.inventory) > r.cfg.MaxPendingInputs {
+		r.stats.InventoryOverflow++
+		rs.inventory[0] = routerPending{}
+		rs.inventory = slices.Delete(rs.inventory, 0, 1)
+	}
+}
+
+// resendInventory sends the applied inventory interactions still without a result to the
+// session's (new) owner, for it to replay by key.
+func (r *Router) resendInventory(rs *routedSession) {
+	if len(rs.inventory) == 0 || !r.routable(rs) {
+		return
+	}
+	for i := range rs.inventory {
+		r.sendPending(rs, &rs.inventory[i])
+	}
+	r.stats.InventoryResent += len(rs.inventory)
+}
+
+// findPending finds seq in a list sorted by seq: its index, or where it would go.
+func findPending(list []routerPending, seq uint32) (int, bool) {
+	return slices.BinarySearchFunc(list, seq, func(e routerPending, seq uint32) int {
+		return cmp.Compare(e.seq, seq)
+	})
 }
 
 // drop tells a server that sent a frame of an older (or conflicting) copy of a session's entity

@@ -92,6 +92,15 @@ func (c ServerConfig) Validate() error {
 // frame is forwarded the moment it arrives, not on the next tick; nothing under mu blocks on
 // the network. Session events never wait for mu: one that finds it held is queued and run by
 // the holder before it unlocks (post, unlock).
+//
+// One session per player: the edge kicks the older of two sessions of one player (≠ 0) as
+// the newer one signs in (Listener.claim), and the Server follows it at once: when a session
+// opens as a player another session still holds here, that one is closed on the Router first
+// (its Leave goes out before the new session's join) and kicked if the edge has not done it;
+// a session opening after a newer one of its player signed in is not opened at all (it is
+// being kicked). Player 0 sessions are never kicked. This is per gateway: two gateways may
+// each hold a session of one player (the cell servers' PostgreSQL fencing is what remains
+// between their entities).
 type Server struct {
 	cfg   ServerConfig
 	home  uint64
@@ -116,6 +125,10 @@ type Server struct {
 	early   map[SessionID]wire.PlayerID // sessions opened before a map with a world: opened on the router when it comes
 	last    RouterStats
 	started bool
+	// players and playerOf: the session opened (on the router or in early) for each player ≠ 0,
+	// and the reverse; nil until the first.
+	players  map[wire.PlayerID]SessionID
+	playerOf map[SessionID]wire.PlayerID
 }
 
 // NewServer binds the client listeners (KCP, and WebSocket if cfg.WSListen is set); Run
@@ -503,12 +516,21 @@ func (s *Server) run(ev *sessionEvent, locked time.Time) time.Time {
 func (s *Server) runUnmeasured(ev *sessionEvent) {
 	switch ev.kind {
 	case evOpen:
+		if !s.claimPlayer(ev.id, ev.player) {
+			return
+		}
 		if s.mp == nil || !worldReady(s.mp) {
 			s.early[ev.id] = ev.player
 			return
 		}
 		s.router.Open(ev.id, ev.player, s.spawn(), s.tickAt(time.Now()))
 	case evClose:
+		if p, ok := s.playerOf[ev.id]; ok {
+			delete(s.playerOf, ev.id)
+			if s.players[p] == ev.id {
+				delete(s.players, p)
+			}
+		}
 		if _, ok := s.early[ev.id]; ok {
 			delete(s.early, ev.id)
 			return
@@ -516,6 +538,32 @@ func (s *Server) runUnmeasured(ev *sessionEvent) {
 		s.router.Close(ev.id, s.tickAt(time.Now()))
 	}
 	s.drain(nil, time.Time{}, time.Time{})
+}
+
+// claimPlayer makes session id, opening, its player's session here (mu held), closing on the
+// router the one it replaces; false: a newer session of the player signed in on the edge
+// already, so this one is being kicked and must not be opened.
+func (s *Server) claimPlayer(id SessionID, player wire.PlayerID) bool {
+	if player == 0 {
+		return true
+	}
+	if h := s.edge.Holder(player); h != 0 && h != id {
+		return false
+	}
+	if s.players == nil {
+		s.players, s.playerOf = map[wire.PlayerID]SessionID{}, map[SessionID]wire.PlayerID{}
+	}
+	if old, ok := s.players[player]; ok && old != id {
+		delete(s.playerOf, old)
+		if _, ok := s.early[old]; ok {
+			delete(s.early, old)
+		} else {
+			s.router.Close(old, s.tickAt(time.Now())) // its Leave before the new session's join
+		}
+		s.edge.kick(old) // a no-op if the edge kicked it (or it ended)
+	}
+	s.players[player], s.playerOf[id] = id, player
+	return true
 }
 
 // Open implements Backend: the session is routed to the owner of a random spawn point (once
@@ -611,6 +659,8 @@ var routerEvents = [...]struct {
 	{"late_snapshot", func(s *RouterStats) int { return s.LateSnapshots }},
 	{"synth_welcome", func(s *RouterStats) int { return s.SynthWelcomes }},
 	{"orphan_interaction", func(s *RouterStats) int { return s.OrphanInteractions }},
+	{"inventory_resent", func(s *RouterStats) int { return s.InventoryResent }},
+	{"inventory_overflow", func(s *RouterStats) int { return s.InventoryOverflow }},
 }
 
 // routerEventLabels lists the routerEvents labels, comma-separated.

@@ -26,6 +26,7 @@ type Session struct {
 	transport string        // "kcp" or "websocket" (a metric label)
 	linger    time.Duration // how long the transport needs to put the last write on the wire before it is closed
 	ip        string
+	player    wire.PlayerID // the authenticated player, set by Listener.claim (guarded by Listener.mu)
 
 	wake chan struct{} // cap 1: the writer has something to do
 	done chan struct{} // closed when the session ends
@@ -124,18 +125,40 @@ func (s *Session) queueControl(frame []byte) {
 
 // disconnect queues a disconnect frame; the writer sends what is queued, then ends the session.
 func (s *Session) disconnect(reason wire.DisconnectReason, msg string) {
-	s.closed(strings.ReplaceAll(reason.String(), " ", "_"))
+	s.closed(reasonLabel(reason))
+	s.queueDisconnect(reason, msg, false)
+}
+
+// queueDisconnect queues a disconnect frame unless one is queued already (or, with
+// unlessEnded, the session has ended); it reports whether it did.
+func (s *Session) queueDisconnect(reason wire.DisconnectReason, msg string, unlessEnded bool) bool {
 	frame := (&wire.Disconnect{Reason: reason, Message: msg}).AppendFrame(nil)
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || (unlessEnded && s.ended) {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.control = append(s.control, frame)
 	s.hasSnap = false
 	s.closing = true
 	s.mu.Unlock()
 	s.signal()
+	return true
+}
+
+// kick disconnects the session with wire.ReasonKicked because a newer session signed in as
+// its player; it reports false if the session was ending anyway.
+func (s *Session) kick() bool {
+	if !s.queueDisconnect(wire.ReasonKicked, kickMessage, true) {
+		return false
+	}
+	s.closed(reasonLabel(wire.ReasonKicked))
+	return true
+}
+
+// reasonLabel is a disconnect reason as a metric label.
+func reasonLabel(r wire.DisconnectReason) string {
+	return strings.ReplaceAll(r.String(), " ", "_")
 }
 
 // end closes the session exactly once: transport and listener bookkeeping. The reader
@@ -254,10 +277,7 @@ func (s *Session) hello() (opened bool) {
 		s.disconnect(wire.ReasonBadToken, "invalid session token")
 		return false
 	}
-	s.mu.Lock()
-	gone := s.ended || s.closing
-	s.mu.Unlock()
-	if gone { // the listener is shutting down: never open what is already closed
+	if !s.l.claim(s, player) { // the listener is shutting down: never open what is already closed
 		return false
 	}
 	s.l.metrics.SessionsOpened.Inc()

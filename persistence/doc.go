@@ -52,8 +52,10 @@
 // optimistic concurrency); events, the append-only audit log (UPDATE, DELETE and TRUNCATE fail
 // with SQLSTATE 23001; a UNIQUE idempotency key makes a redelivered event a no-op). Writes are
 // epoch-fenced: UpsertPlayers writes a player only if the stored epoch is not newer than the
-// row's, and counts the rows it did not write as fenced; FlushPlayers does the same through
-// COPY into a temporary table and one merge (2–3× faster at 50 000 rows; docs/performance.md).
+// row's, and counts the rows it did not write as fenced; a written row's stats are merged into
+// the stored object (players.stats || the row's: other keys a game keeps there stay).
+// FlushPlayers does the same through COPY into a temporary table and one merge (2–3× faster
+// at 50 000 rows; docs/performance.md).
 // The Flusher (flusher.go) keeps the newest offered row per player (bounded by MaxPending),
 // writes them with FlushPlayers or, below CopyMinRows, UpsertPlayers, retries a failed write
 // with exponential backoff while newer offers replace its rows, drops rows that are fenced or
@@ -68,13 +70,17 @@
 // pipelined in two round trips, that carries an idempotency key (1..128 bytes) and records it
 // in the events log in the same transaction: kind "loot", "drop", "give" or "trade", the
 // acting player, and a payload with the request (players, sorted item ids, the drop's cell
-// and position), the outcome ("ok", "not_owner", "item_gone") and the items moved with their
-// new holders and versions. A retry with the same key applies nothing and returns the
-// recorded outcome (InvOutcome.Replayed), whatever happened since; the same key with another
-// request fails with ErrDuplicateKeyMismatch; calls racing with one key apply it once (the
-// loser's INSERT meets the UNIQUE idem_key, and its retry replays). Refusals about the items
-// (ErrNotOwner, ErrItemGone) are outcomes too: recorded, so replayed — and visible to
-// anti-cheat as attempted dupes. ErrUnknownPlayer and invalid arguments record nothing.
+// and position; for audit, a loot's Near), the outcome ("ok", "not_owner", "item_gone",
+// "too_far") and the items moved with their new holders and versions. A retry with the same
+// key applies nothing and returns the recorded outcome (InvOutcome.Replayed), whatever
+// happened since; the same key with another request fails with ErrDuplicateKeyMismatch (a
+// loot's Near is not part of the request: a resend from another position replays); calls
+// racing with one key apply it once (the loser's INSERT meets the UNIQUE idem_key, and its
+// retry replays). Outcome reads the recorded outcome by the key alone, for a caller that lost
+// the first answer. Refusals about the items (ErrNotOwner, ErrItemGone, and ErrTooFar for a
+// loot given a Near — where the looter stands — and an item in another cell or out of its
+// reach) are outcomes too: recorded, so replayed — and visible to anti-cheat as attempted
+// dupes. ErrUnknownPlayer and invalid arguments record nothing.
 // Every decision is taken on rows locked by one SELECT … ORDER BY id FOR UPDATE, so
 // transactions over the same items queue in id order and cannot deadlock; every change bumps
 // the item's version; a trade checks every item of both sides before moving any. Deadlocks

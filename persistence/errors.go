@@ -39,10 +39,10 @@ var (
 	// read.
 	ErrFormatVersion = errors.New("persistence: unsupported format version")
 
-	// Inventory transactions (pg_inventory.go). ErrNotOwner and ErrItemGone are refusals
-	// about the items: recorded in the event log under the operation's idempotency key, so a
-	// retry with that key returns the same refusal. ErrUnknownPlayer, ErrDuplicateKeyMismatch
-	// and ErrInvalidArgument record nothing.
+	// Inventory transactions (pg_inventory.go). ErrNotOwner, ErrItemGone and ErrTooFar are
+	// refusals about the items: recorded in the event log under the operation's idempotency
+	// key, so a retry with that key returns the same refusal (and PG.Outcome reads it back).
+	// ErrUnknownPlayer, ErrDuplicateKeyMismatch and ErrInvalidArgument record nothing.
 
 	// ErrNotOwner: an item of a drop, give or trade exists but is not held by the player the
 	// operation takes it from (another player holds it, or it lies on the ground).
@@ -51,6 +51,10 @@ var (
 	// ErrItemGone: an item of the operation does not exist, or (loot) is no longer on the
 	// ground: another player took it first.
 	ErrItemGone = errors.New("persistence: item gone")
+
+	// ErrTooFar: (loot with a Near) the item lies on the ground, but in another cell than the
+	// looter's or farther than its reach from where the looter stands.
+	ErrTooFar = errors.New("persistence: item out of reach")
 
 	// ErrUnknownPlayer: a player of the operation does not exist in PostgreSQL (not created,
 	// or not flushed yet). Nothing was applied or recorded: the same key may be used again.

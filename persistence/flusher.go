@@ -219,7 +219,9 @@ func newFlusher(write writeFunc, cfg FlusherConfig, reg prometheus.Registerer) *
 
 // Offer hands the Flusher the latest state of some players; it returns at once (it takes a
 // lock held only briefly by the flushing goroutine, never across I/O). For each player, only
-// the newest row offered is kept: an offer replaces the one held, written or not. Rows failing
+// the newest row offered is kept: an offer replaces the one held, written or not, its Stats
+// whole (the write merges that row's stats keys into the stored object; a key only a replaced,
+// unwritten offer carried is not written, so offer every key the server keeps). Rows failing
 // PlayerRow's checks are not kept (counted as invalid; err wraps ErrInvalidArgument and names
 // the first); a row of a player not held while MaxPending players are held is dropped (counted
 // in dropped). The other rows are kept. After Close, Offer keeps nothing and returns ErrClosed.

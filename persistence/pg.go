@@ -124,7 +124,10 @@ type PlayerRow struct {
 	Account string  // 1..MaxAccountLen bytes; only used when the row is created
 	X, Y, Z float64 // position in metres, Y the height; finite
 	Cell    uint64  // the cell the player is in, ≤ math.MaxInt64
-	// Stats is a JSON object (hit points, level, ...), opaque here. Empty: {}.
+	// Stats is a JSON object (hit points, level, ...), opaque here. Empty: {}. A write of an
+	// existing player merges it into the stored object (jsonb ||, top-level keys): its keys
+	// replace the stored ones, and stored keys it lacks (other keys a game keeps there) stay.
+	// So a write cannot remove a key; it can set it to null.
 	Stats json.RawMessage
 	// Epoch is the writer's authority epoch over the player (it grows with every handoff),
 	// ≤ math.MaxInt64. A row is written only if the stored epoch is not newer.
@@ -133,9 +136,11 @@ type PlayerRow struct {
 
 // UpsertPlayers writes rows in one statement (atomically: all of them or, on error, none):
 // a row whose player does not exist is inserted; one whose stored epoch is older than or
-// equal to the row's overwrites the position, cell, stats and epoch (not the account); one
-// whose stored epoch is newer is not written — a server that lost the player to a handoff
-// cannot overwrite what the new owner wrote. written + fenced = len(rows).
+// equal to the row's overwrites the position, cell and epoch (not the account) and merges its
+// stats into the stored object (players.stats || the row's: its keys win, the stored keys it
+// lacks stay; see PlayerRow.Stats); one whose stored epoch is newer is not written — a server
+// that lost the player to a handoff cannot overwrite what the new owner wrote. written +
+// fenced = len(rows).
 //
 // Within one epoch the last write wins, so a writer must not run two flushes of the same
 // player concurrently. Rows are sent sorted by ID, so that concurrent flushes of overlapping
@@ -194,7 +199,7 @@ func (p *PG) UpsertPlayers(ctx context.Context, rows []PlayerRow) (written, fenc
 		                     $6::bigint[], $7::jsonb[], $8::bigint[])
 		ON CONFLICT (id) DO UPDATE
 		SET x = excluded.x, y = excluded.y, z = excluded.z, cell = excluded.cell,
-		    stats = excluded.stats, epoch = excluded.epoch, updated_at = now()
+		    stats = p.stats || excluded.stats, epoch = excluded.epoch, updated_at = now()
 		WHERE p.epoch <= excluded.epoch`,
 		ids, accounts, xs, ys, zs, cells, stats, epochs)
 	if err != nil {

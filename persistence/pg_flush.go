@@ -13,10 +13,12 @@ import (
 
 // FlushPlayers writes rows with exactly UpsertPlayers' contract — all of them or, on error,
 // none; a row whose player does not exist is inserted; one whose stored epoch is older than
-// or equal to the row's overwrites the position, cell, stats and epoch (not the account); one
-// whose stored epoch is newer is not written and is counted as fenced; written + fenced =
-// len(rows); rows are applied in ID order; a row failing its checks or a duplicate ID fails
-// the call with ErrInvalidArgument before anything is sent — but moves the rows with COPY
+// or equal to the row's overwrites the position, cell and epoch (not the account) and merges
+// its stats into the stored object (players.stats || the row's: its keys win, the stored keys
+// it lacks stay; see PlayerRow.Stats); one whose stored epoch is newer is not written and is
+// counted as fenced; written + fenced = len(rows); rows are applied in ID order; a row failing
+// its checks or a duplicate ID fails the call with ErrInvalidArgument before anything is
+// sent — but moves the rows with COPY
 // instead of parameter arrays, which is faster for big batches and slower for small ones (a
 // transaction of four statements and a temporary table instead of one statement; see
 // docs/performance.md for the crossover, and FlusherConfig.CopyMinRows for how the Flusher
@@ -65,7 +67,7 @@ func (p *PG) FlushPlayers(ctx context.Context, rows []PlayerRow) (written, fence
 			SELECT id, account, x, y, z, cell, stats, epoch FROM player_flush ORDER BY id
 			ON CONFLICT (id) DO UPDATE
 			SET x = excluded.x, y = excluded.y, z = excluded.z, cell = excluded.cell,
-			    stats = excluded.stats, epoch = excluded.epoch, updated_at = now()
+			    stats = p.stats || excluded.stats, epoch = excluded.epoch, updated_at = now()
 			WHERE p.epoch <= excluded.epoch`)
 		if err != nil {
 			return err

@@ -43,7 +43,7 @@ func TestFlushPlayersContract(t *testing.T) {
 			}
 			want := map[int64]storedPlayer{
 				1: {"acct1", 10, 7, `{"hp": 10}`, 5},
-				2: {"acct2", 21, 7, `{}`, 5},
+				2: {"acct2", 21, 7, `{"hp": 20}`, 5}, // no stats: the stored ones stay
 				3: {"acct3", 31, 7, `{"hp": 31}`, 6},
 				4: {"acct4", 41, 7, `{"hp": 41}`, 1},
 			}
@@ -121,6 +121,94 @@ func TestFlushPlayersZombie(t *testing.T) {
 			}
 			if p := got[n+1]; p.epoch != 7 {
 				t.Errorf("the player only the zombie knows: %+v", p)
+			}
+		})
+	}
+}
+
+// readStats returns player id's stored stats, decoded.
+func readStats(t *testing.T, pg *PG, id int64) map[string]any {
+	t.Helper()
+	var raw []byte
+	if err := pg.pool.QueryRow(context.Background(), `SELECT stats FROM players WHERE id = $1`, id).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("player %d stats %s: %v", id, raw, err)
+	}
+	return m
+}
+
+// TestFlushPlayersStatsMerge: both paths merge a row's stats into the stored object (top-level
+// keys: the row's win, the stored ones it lacks stay, keys written by others included) instead
+// of replacing it; an empty object changes nothing; a fenced row merges nothing.
+func TestFlushPlayersStatsMerge(t *testing.T) {
+	for _, w := range playerWriters {
+		t.Run(w.name, func(t *testing.T) {
+			ctx := context.Background()
+			pg := openTestPG(t)
+			row := func(id int64, epoch uint64, stats string) PlayerRow {
+				r := flushRow(id, 1, epoch)
+				r.Stats = json.RawMessage(stats)
+				return r
+			}
+			step := func(name string, rows []PlayerRow, wantW, wantF int, want map[int64]string) {
+				t.Helper()
+				n, f, err := w.write(pg, ctx, rows)
+				if err != nil || n != wantW || f != wantF {
+					t.Fatalf("%s: written %d fenced %d, %v; want %d %d", name, n, f, err, wantW, wantF)
+				}
+				for id, ws := range want {
+					var wm map[string]any
+					if err := json.Unmarshal([]byte(ws), &wm); err != nil {
+						t.Fatal(err)
+					}
+					if got := readStats(t, pg, id); fmt.Sprint(got) != fmt.Sprint(wm) {
+						t.Errorf("%s: player %d stats %v, want %v", name, id, got, wm)
+					}
+				}
+			}
+			step("insert", []PlayerRow{
+				row(1, 5, `{"hp": 100, "level": 3, "quest": {"a": 1}}`),
+				row(2, 5, `{"hp": 50}`),
+			}, 2, 0, map[int64]string{
+				1: `{"hp": 100, "level": 3, "quest": {"a": 1}}`,
+				2: `{"hp": 50}`,
+			})
+			// Another writer (a game service) keeps a key of its own in the object.
+			if _, err := pg.pool.Exec(ctx, `UPDATE players SET stats = stats || '{"gold": 7}' WHERE id = 1`); err != nil {
+				t.Fatal(err)
+			}
+			step("merge", []PlayerRow{
+				row(1, 5, `{"hp": 80}`),
+				row(2, 6, `{"hp": 40, "mana": 9}`),
+			}, 2, 0, map[int64]string{
+				1: `{"hp": 80, "level": 3, "quest": {"a": 1}, "gold": 7}`,
+				2: `{"hp": 40, "mana": 9}`,
+			})
+			step("top level only", []PlayerRow{row(1, 5, `{"quest": {"b": 2}, "level": null}`)}, 1, 0, map[int64]string{
+				1: `{"hp": 80, "level": null, "quest": {"b": 2}, "gold": 7}`,
+			})
+			empty := row(2, 6, ``)
+			step("empty", []PlayerRow{row(1, 5, `{}`), empty}, 2, 0, map[int64]string{
+				1: `{"hp": 80, "level": null, "quest": {"b": 2}, "gold": 7}`,
+				2: `{"hp": 40, "mana": 9}`,
+			})
+			step("fenced", []PlayerRow{row(2, 5, `{"hp": 1, "zombie": true}`), row(3, 1, `{"hp": 3}`)}, 1, 1, map[int64]string{
+				2: `{"hp": 40, "mana": 9}`,
+				3: `{"hp": 3}`,
+			})
+			// The other path merges into what this one wrote.
+			other := playerWriters[0].write
+			if w.name == playerWriters[0].name {
+				other = playerWriters[1].write
+			}
+			if _, _, err := other(pg, ctx, []PlayerRow{row(1, 5, `{"hp": 70}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := readStats(t, pg, 1); fmt.Sprint(got) != fmt.Sprint(map[string]any{"hp": 70.0, "level": nil, "quest": map[string]any{"b": 2.0}, "gold": 7.0}) {
+				t.Errorf("after the other path's write: %v", got)
 			}
 		})
 	}

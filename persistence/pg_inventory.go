@@ -30,7 +30,8 @@ import (
 //   - Otherwise, in one round trip: one UPDATE of all the items (version + 1 each) and the
 //     INSERT of the event (kind "loot"/"drop"/"give"/"trade", the request, the outcome and the
 //     items' new owners and versions) and COMMIT. A refusal about the items (ErrNotOwner,
-//     ErrItemGone) inserts its event and changes no item.
+//     ErrItemGone, ErrTooFar) inserts its event and changes no item.
+//   - Outcome reads an event back by its key alone, for a caller that lost the first answer.
 //   - Two transactions with the same key: the second's INSERT hits the UNIQUE idem_key of the
 //     first and fails; it is rolled back and run again, finding the key (a replay).
 //   - Serialization failures and deadlocks (40001, 40P01: not expected among these
@@ -58,6 +59,7 @@ const (
 	outcomeOK       = "ok"
 	outcomeNotOwner = "not_owner"
 	outcomeGone     = "item_gone"
+	outcomeTooFar   = "too_far"
 )
 
 // Retries of an inventory transaction (serialization failure, deadlock, key collision).
@@ -95,7 +97,7 @@ type ItemMove struct {
 // outcome: the first call's, read back from the event log by every retry.
 type InvOutcome struct {
 	// Seq is the sequence number of the event that records the operation (events.seq), also
-	// when it was refused with ErrNotOwner or ErrItemGone.
+	// when it was refused with ErrNotOwner, ErrItemGone or ErrTooFar.
 	Seq int64
 	// Replayed: the key had already been applied (or refused) by an earlier call; this call
 	// applied nothing and returns the recorded outcome.
@@ -104,8 +106,24 @@ type InvOutcome struct {
 	Moved []ItemMove
 }
 
+// Near is where a looter stands, for Loot's reach check: its cell and its horizontal position
+// (X, Z, in metres; height is ignored), and how far from there it can pick an item up (Reach,
+// in metres, measured in x/z).
+type Near struct {
+	Cell  uint64  `json:"cell"`  // ≤ math.MaxInt64
+	X     float64 `json:"x"`     // finite
+	Z     float64 `json:"z"`     // finite
+	Reach float64 `json:"reach"` // > 0, finite
+}
+
+// reaches reports whether a ground item lies in n's cell within n.Reach of (X, Z). An item
+// without a stored position (x or z NULL: NaN here) compares false: out of reach.
+func (n *Near) reaches(it *lockedItem) bool {
+	return it.cell == int64(n.Cell) && math.Hypot(it.x-n.X, it.z-n.Z) <= n.Reach
+}
+
 // invRequest is what an operation asks for; it is stored in the event's payload, and a key
-// found again is only replayed for an identical request. Item lists are sorted.
+// found again is only replayed for an identical request (same). Item lists are sorted.
 type invRequest struct {
 	Player int64       `json:"player"`            // loot, drop: the player; give: the giver; trade: a
 	To     int64       `json:"to,omitempty"`      // give: the receiver; trade: b
@@ -113,8 +131,13 @@ type invRequest struct {
 	ItemsB []int64     `json:"items_b,omitempty"` // trade: b's items
 	Cell   *uint64     `json:"cell,omitempty"`    // drop: where it is dropped
 	Pos    *[3]float64 `json:"pos,omitempty"`     // drop: (x, y, z)
+	// Near: loot, where the looter stood (nil: no reach check). Recorded for audit only, not
+	// part of the request's identity (same ignores it): a resend of the loot from a slightly
+	// different position is the same request and replays the first outcome.
+	Near *Near `json:"near,omitempty"`
 }
 
+// same reports whether r and o are the same request: every field but Near.
 func (r *invRequest) same(o *invRequest) bool {
 	return r.Player == o.Player && r.To == o.To &&
 		slices.Equal(r.Items, o.Items) && slices.Equal(r.ItemsB, o.ItemsB) &&
@@ -147,8 +170,9 @@ type invPayload struct {
 // lockedItem is an item row as the transaction locked it.
 type lockedItem struct {
 	kind    string
-	owner   int64 // 0: on the ground
-	cell    int64 // on the ground: its cell
+	owner   int64   // 0: on the ground
+	cell    int64   // on the ground: its cell
+	x, z    float64 // on the ground: its horizontal position; NaN if not stored
 	version int64
 }
 
@@ -171,15 +195,40 @@ type move struct {
 
 // Loot moves a ground item into player's inventory. It fails with ErrItemGone when the item
 // is not on the ground (another player took it, or it does not exist).
-func (p *PG) Loot(ctx context.Context, key string, player, itemID int64) (InvOutcome, error) {
+//
+// near is where the looter stands; nil means no reach check (setup and admin tools). With
+// near, an item on the ground in another cell than near.Cell, or farther than near.Reach
+// metres from (near.X, near.Z) — the horizontal distance, in x/z — is refused with ErrTooFar
+// (recorded like ErrItemGone, which is checked first; a ground item without a stored position
+// is out of reach). near is recorded in the event's payload for audit but is not part of the
+// request: a retry with the same key from another position, or without near, replays the
+// first call's outcome (it is not ErrDuplicateKeyMismatch, and is not checked again). A near
+// with a non-finite X or Z, a Reach that is not finite and > 0, or a Cell over math.MaxInt64
+// fails with ErrInvalidArgument.
+func (p *PG) Loot(ctx context.Context, key string, player, itemID int64, near *Near) (InvOutcome, error) {
 	req := invRequest{Player: player, Items: []int64{itemID}}
 	if err := checkIDs(EventLoot, key, req.Player, req.Items); err != nil {
 		return InvOutcome{}, err
+	}
+	if near != nil {
+		n := *near // the caller's struct is not kept
+		switch {
+		case n.Cell > math.MaxInt64:
+			return InvOutcome{}, fmt.Errorf("%w: loot %q: near cell %d over %d", ErrInvalidArgument, key, n.Cell, int64(math.MaxInt64))
+		case !finite(n.X) || !finite(n.Z):
+			return InvOutcome{}, fmt.Errorf("%w: loot %q: near position (%v, %v) is not finite", ErrInvalidArgument, key, n.X, n.Z)
+		case !(n.Reach > 0) || math.IsInf(n.Reach, 1):
+			return InvOutcome{}, fmt.Errorf("%w: loot %q: reach %v, want finite and > 0", ErrInvalidArgument, key, n.Reach)
+		}
+		req.Near = &n
 	}
 	return p.runInventory(ctx, EventLoot, key, req, func(rows map[int64]*lockedItem) decision {
 		it := rows[itemID]
 		if it == nil || it.owner != 0 {
 			return decision{outcome: outcomeGone, failed: itemID}
+		}
+		if req.Near != nil && !req.Near.reaches(it) {
+			return decision{outcome: outcomeTooFar, failed: itemID}
 		}
 		return decision{outcome: outcomeOK, cell: &it.cell, moves: []move{{id: itemID, owner: player}}}
 	})
@@ -370,7 +419,7 @@ func classify(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, s := range []error{ErrNotOwner, ErrItemGone, ErrUnknownPlayer, ErrDuplicateKeyMismatch, ErrInvalidArgument, ErrCorrupt} {
+	for _, s := range []error{ErrNotOwner, ErrItemGone, ErrTooFar, ErrUnknownPlayer, ErrDuplicateKeyMismatch, ErrInvalidArgument, ErrCorrupt} {
 		if errors.Is(err, s) {
 			return err
 		}
@@ -446,11 +495,12 @@ func (p *PG) inventoryTx(ctx context.Context, op, key string, req *invRequest, d
 	b.Queue(`SELECT coalesce(array_agg(q.id ORDER BY q.id) FILTER (WHERE p.id IS NULL), '{}')
 	         FROM unnest($1::bigint[]) AS q(id) LEFT JOIN players p ON p.id = q.id`, players).
 		QueryRow(func(r pgx.Row) error { return r.Scan(&missing) })
-	b.Queue(`SELECT id, kind, coalesce(owner, 0), coalesce(cell, 0), version FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
+	b.Queue(`SELECT id, kind, coalesce(owner, 0), coalesce(cell, 0), coalesce(x, 'NaN'), coalesce(z, 'NaN'), version
+	         FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).
 		Query(func(r pgx.Rows) error {
 			var id int64
 			var it lockedItem
-			_, err := pgx.ForEachRow(r, []any{&id, &it.kind, &it.owner, &it.cell, &it.version}, func() error {
+			_, err := pgx.ForEachRow(r, []any{&id, &it.kind, &it.owner, &it.cell, &it.x, &it.z, &it.version}, func() error {
 				c := it
 				rows[id] = &c
 				return nil
@@ -549,23 +599,76 @@ func (p *PG) inventoryTx(ctx context.Context, op, key string, req *invRequest, d
 
 // replay turns the event found under key into the outcome it recorded.
 func replay(op, key string, req *invRequest, seq int64, kind string, payload []byte) (InvOutcome, error) {
-	var pl invPayload
-	if kind != op {
-		return InvOutcome{}, fmt.Errorf("%w: %s %q: the key is event %d of kind %q", ErrDuplicateKeyMismatch, op, key, seq, kind)
-	}
-	if err := json.Unmarshal(payload, &pl); err != nil || pl.Op != op {
-		return InvOutcome{}, fmt.Errorf("%w: %s %q: event %d's payload is not an inventory outcome (%v)", ErrCorrupt, op, key, seq, err)
+	pl, err := decodeInvEvent(op, key, seq, kind, payload)
+	if err != nil {
+		return InvOutcome{}, err
 	}
 	if !pl.invRequest.same(req) {
 		return InvOutcome{}, fmt.Errorf("%w: %s %q: event %d recorded %s %s", ErrDuplicateKeyMismatch, op, key, seq, op, payload)
 	}
-	out := InvOutcome{Seq: seq, Replayed: true, Moved: pl.Moved}
-	switch pl.Outcome {
-	case outcomeOK, outcomeNotOwner, outcomeGone:
-	default:
-		return InvOutcome{}, fmt.Errorf("%w: %s %q: event %d has outcome %q", ErrCorrupt, op, key, seq, pl.Outcome)
+	return InvOutcome{Seq: seq, Replayed: true, Moved: pl.Moved}, refusalError(op, key, &pl, seq, true)
+}
+
+// decodeInvEvent decodes the event found under key (seq, kind, payload) as the record of an
+// inventory operation op: ErrDuplicateKeyMismatch if it is an event of another kind,
+// ErrCorrupt if its payload is not an inventory outcome.
+func decodeInvEvent(op, key string, seq int64, kind string, payload []byte) (invPayload, error) {
+	var pl invPayload
+	if kind != op {
+		return pl, fmt.Errorf("%w: %s %q: the key is event %d of kind %q", ErrDuplicateKeyMismatch, op, key, seq, kind)
 	}
-	return out, refusalError(op, key, &pl, seq, true)
+	if err := json.Unmarshal(payload, &pl); err != nil || pl.Op != op {
+		return pl, fmt.Errorf("%w: %s %q: event %d's payload is not an inventory outcome (%v)", ErrCorrupt, op, key, seq, err)
+	}
+	switch pl.Outcome {
+	case outcomeOK, outcomeNotOwner, outcomeGone, outcomeTooFar:
+	default:
+		return pl, fmt.Errorf("%w: %s %q: event %d has outcome %q", ErrCorrupt, op, key, seq, pl.Outcome)
+	}
+	return pl, nil
+}
+
+// Outcome reads what the inventory operation recorded under key (events.idem_key) answered
+// its first call, for a caller that lost that answer and has only the key (a retry of the
+// operation itself needs the whole request, which it checks against the recorded one). It
+// applies and records nothing.
+//
+// found is false when nothing is committed under key: the operation never ran, was not
+// recorded (ErrUnknownPlayer, an invalid argument, rolled back), or has not committed yet — a
+// call still in flight may commit it later. Otherwise out is what a retry with the key
+// returns (Seq, Replayed = true, Moved) and refusal is nil for an applied operation, or the
+// recorded refusal, ErrNotOwner, ErrItemGone or ErrTooFar, wrapped as the retry wraps it.
+//
+// err: ErrInvalidArgument for a key that is not 1..MaxEventKeyLen bytes of UTF-8 without NUL;
+// ErrDuplicateKeyMismatch when the key records another kind of event (the outbox's "death",
+// ...); ErrCorrupt for an inventory event whose payload does not decode; ErrUnavailable when
+// PostgreSQL is out of reach. When err is not nil, the other results are zero.
+func (p *PG) Outcome(ctx context.Context, key string) (out InvOutcome, refusal error, found bool, err error) {
+	if err := checkKey("outcome", key); err != nil {
+		return InvOutcome{}, nil, false, err
+	}
+	var (
+		seq     int64
+		kind    string
+		payload []byte
+	)
+	switch err := p.pool.QueryRow(ctx, `SELECT seq, kind, payload FROM events WHERE idem_key = $1`, key).Scan(&seq, &kind, &payload); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return InvOutcome{}, nil, false, nil
+	case err != nil:
+		return InvOutcome{}, nil, false, classify(ctx, fmt.Sprintf("outcome %q", key), err)
+	}
+	switch kind {
+	case EventLoot, EventDrop, EventGive, EventTrade:
+	default:
+		return InvOutcome{}, nil, false, fmt.Errorf("%w: outcome %q: the key is event %d of kind %q, not an inventory operation",
+			ErrDuplicateKeyMismatch, key, seq, kind)
+	}
+	pl, err := decodeInvEvent(kind, key, seq, kind, payload)
+	if err != nil {
+		return InvOutcome{}, nil, false, err
+	}
+	return InvOutcome{Seq: seq, Replayed: true, Moved: pl.Moved}, refusalError(kind, key, &pl, seq, true), true, nil
 }
 
 func refusalError(op, key string, pl *invPayload, seq int64, replayed bool) error {
@@ -575,6 +678,8 @@ func refusalError(op, key string, pl *invPayload, seq int64, replayed bool) erro
 		s = ErrNotOwner
 	case outcomeGone:
 		s = ErrItemGone
+	case outcomeTooFar:
+		s = ErrTooFar
 	default:
 		return nil
 	}

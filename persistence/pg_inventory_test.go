@@ -117,15 +117,15 @@ func TestInventoryOperations(t *testing.T) {
 			t.Errorf("%s: moved %s, want %s", name, got, wantMoved)
 		}
 	}
-	out, err := pg.Loot(ctx, "k1", 3, 11)
+	out, err := pg.Loot(ctx, "k1", 3, 11, nil)
 	step("loot", out, err, nil, "[{11 coin 3 2}]")
 	inv, err := pg.Inventory(ctx, 3)
 	if err != nil || len(inv) != 1 || inv[0].ID != 11 || inv[0].Kind != "coin" || inv[0].Version != 2 || inv[0].Owner != 3 {
 		t.Fatalf("inventory of 3 after the loot: %+v, %v", inv, err)
 	}
-	out, err = pg.Loot(ctx, "k2", 1, 11)
+	out, err = pg.Loot(ctx, "k2", 1, 11, nil)
 	step("loot of a held item", out, err, ErrItemGone, "[]")
-	out, err = pg.Loot(ctx, "k3", 1, 999)
+	out, err = pg.Loot(ctx, "k3", 1, 999, nil)
 	step("loot of no item", out, err, ErrItemGone, "[]")
 
 	out, err = pg.Drop(ctx, "k4", 1, 10, 7, 1.5, 2, -3)
@@ -163,7 +163,7 @@ func TestInventoryOperations(t *testing.T) {
 	step("one-sided trade", out, err, nil, "[{13 gem 2 3}]")
 
 	// Unknown players: nothing applied, nothing recorded, the key stays free.
-	if _, err := pg.Loot(ctx, "k11", 99, 10); !errors.Is(err, ErrUnknownPlayer) {
+	if _, err := pg.Loot(ctx, "k11", 99, 10, nil); !errors.Is(err, ErrUnknownPlayer) {
 		t.Errorf("loot by an unknown player: %v", err)
 	}
 	if _, err := pg.Give(ctx, "k12", 2, 99, 13); !errors.Is(err, ErrUnknownPlayer) {
@@ -172,7 +172,7 @@ func TestInventoryOperations(t *testing.T) {
 	if _, err := pg.Trade(ctx, "k12b", 98, 2, nil, []int64{13}); !errors.Is(err, ErrUnknownPlayer) {
 		t.Errorf("trade with an unknown player: %v", err)
 	}
-	out, err = pg.Loot(ctx, "k11", 1, 10)
+	out, err = pg.Loot(ctx, "k11", 1, 10, nil)
 	step("loot with the key of a loot by an unknown player", out, err, nil, "[{10 sword 1 3}]")
 	if _, err := pg.Inventory(ctx, 99); !errors.Is(err, ErrUnknownPlayer) {
 		t.Errorf("inventory of an unknown player: %v", err)
@@ -241,12 +241,21 @@ func TestInventoryInvalid(t *testing.T) {
 		many[i] = int64(i + 100)
 	}
 	for name, call := range map[string]func() error{
-		"empty key":       func() error { _, err := pg.Loot(ctx, "", 1, 1); return err },
-		"long key":        func() error { _, err := pg.Loot(ctx, long, 1, 1); return err },
-		"NUL in key":      func() error { _, err := pg.Loot(ctx, "a\x00b", 1, 1); return err },
-		"invalid UTF-8":   func() error { _, err := pg.Loot(ctx, "a\xffb", 1, 1); return err },
-		"player 0":        func() error { _, err := pg.Loot(ctx, "k", 0, 1); return err },
-		"item 0":          func() error { _, err := pg.Loot(ctx, "k", 1, 0); return err },
+		"empty key":       func() error { _, err := pg.Loot(ctx, "", 1, 1, nil); return err },
+		"long key":        func() error { _, err := pg.Loot(ctx, long, 1, 1, nil); return err },
+		"NUL in key":      func() error { _, err := pg.Loot(ctx, "a\x00b", 1, 1, nil); return err },
+		"invalid UTF-8":   func() error { _, err := pg.Loot(ctx, "a\xffb", 1, 1, nil); return err },
+		"player 0":        func() error { _, err := pg.Loot(ctx, "k", 0, 1, nil); return err },
+		"item 0":          func() error { _, err := pg.Loot(ctx, "k", 1, 0, nil); return err },
+		"near NaN x":      func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{X: math.NaN(), Reach: 1}); return err },
+		"near Inf z":      func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Z: math.Inf(-1), Reach: 1}); return err },
+		"near huge cell":  func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Cell: math.MaxInt64 + 1, Reach: 1}); return err },
+		"reach 0":         func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{}); return err },
+		"reach < 0":       func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Reach: -2}); return err },
+		"reach NaN":       func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Reach: math.NaN()}); return err },
+		"reach Inf":       func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Reach: math.Inf(1)}); return err },
+		"outcome no key":  func() error { _, _, _, err := pg.Outcome(ctx, ""); return err },
+		"outcome NUL key": func() error { _, _, _, err := pg.Outcome(ctx, "a\x00"); return err },
 		"drop NaN":        func() error { _, err := pg.Drop(ctx, "k", 1, 1, 1, math.NaN(), 0, 0); return err },
 		"drop Inf":        func() error { _, err := pg.Drop(ctx, "k", 1, 1, 1, 0, 0, math.Inf(1)); return err },
 		"drop huge cell":  func() error { _, err := pg.Drop(ctx, "k", 1, 1, math.MaxInt64+1, 0, 0, 0); return err },
@@ -333,7 +342,7 @@ func TestInventoryIdempotency(t *testing.T) {
 	if again, err := pg.Trade(ctx, "tA", 1, 2, []int64{10}, []int64{11}); err != nil || again.Seq != tr.Seq || !again.Replayed {
 		t.Errorf("trade retry: %+v, %v", again, err)
 	}
-	lt, err := pg.Loot(ctx, "lA", 3, 12)
+	lt, err := pg.Loot(ctx, "lA", 3, 12, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +350,7 @@ func TestInventoryIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := pg.Loot(ctx, "lA", 3, 12); err != nil || again.Seq != lt.Seq || !again.Replayed {
+	if again, err := pg.Loot(ctx, "lA", 3, 12, nil); err != nil || again.Seq != lt.Seq || !again.Replayed {
 		t.Errorf("loot retry: %+v, %v", again, err)
 	}
 	if again, err := pg.Drop(ctx, "dA", 3, 12, 4, 1, 2, 3); err != nil || again.Seq != dr.Seq || !again.Replayed {
@@ -357,14 +366,14 @@ func TestInventoryIdempotency(t *testing.T) {
 		"give to another":     func() error { _, err := pg.Give(ctx, "gA", 1, 3, 10); return err },
 		"give another item":   func() error { _, err := pg.Give(ctx, "gA", 1, 2, 11); return err },
 		"give from another":   func() error { _, err := pg.Give(ctx, "gA", 3, 2, 10); return err },
-		"loot under a give":   func() error { _, err := pg.Loot(ctx, "gA", 1, 10); return err },
+		"loot under a give":   func() error { _, err := pg.Loot(ctx, "gA", 1, 10, nil); return err },
 		"trade other items":   func() error { _, err := pg.Trade(ctx, "tA", 1, 2, []int64{10, 12}, []int64{11}); return err },
 		"trade sides swapped": func() error { _, err := pg.Trade(ctx, "tA", 2, 1, []int64{11}, []int64{10}); return err },
 		"trade items swapped": func() error { _, err := pg.Trade(ctx, "tA", 1, 2, []int64{11}, []int64{10}); return err },
 		"drop elsewhere":      func() error { _, err := pg.Drop(ctx, "dA", 3, 12, 5, 1, 2, 3); return err },
 		"drop other position": func() error { _, err := pg.Drop(ctx, "dA", 3, 12, 4, 1, 2, 3.5); return err },
-		"loot another item":   func() error { _, err := pg.Loot(ctx, "lA", 3, 10); return err },
-		"foreign event":       func() error { _, err := pg.Loot(ctx, "ext", 1, 12); return err },
+		"loot another item":   func() error { _, err := pg.Loot(ctx, "lA", 3, 10, nil); return err },
+		"foreign event":       func() error { _, err := pg.Loot(ctx, "ext", 1, 12, nil); return err },
 	} {
 		if err := call(); !errors.Is(err, ErrDuplicateKeyMismatch) {
 			t.Errorf("%s: %v, want ErrDuplicateKeyMismatch", name, err)
@@ -450,7 +459,7 @@ func TestInventoryUnavailable(t *testing.T) {
 	defer pg.Close()
 	start := time.Now()
 	for name, call := range map[string]func() error{
-		"loot":   func() error { _, err := pg.Loot(ctx, "k", 1, 1); return err },
+		"loot":   func() error { _, err := pg.Loot(ctx, "k", 1, 1, nil); return err },
 		"drop":   func() error { _, err := pg.Drop(ctx, "k", 1, 1, 1, 0, 0, 0); return err },
 		"give":   func() error { _, err := pg.Give(ctx, "k", 1, 2, 1); return err },
 		"trade":  func() error { _, err := pg.Trade(ctx, "k", 1, 2, []int64{1}, nil); return err },
@@ -458,10 +467,18 @@ func TestInventoryUnavailable(t *testing.T) {
 		"item":   func() error { return pg.CreateItem(ctx, Item{ID: 1, Kind: "k", Owner: 1}) },
 		"inv":    func() error { _, err := pg.Inventory(ctx, 1); return err },
 		"count":  func() error { _, err := pg.CountItems(ctx); return err },
+		"outcome": func() error {
+			out, refusal, found, err := pg.Outcome(ctx, "k")
+			if found || refusal != nil || out.Seq != 0 {
+				t.Errorf("outcome while unreachable: %+v, %v, found %v", out, refusal, found)
+			}
+			return err
+		},
+		"near": func() error { _, err := pg.Loot(ctx, "k", 1, 1, &Near{Cell: 1, Reach: 1}); return err },
 		"timeout": func() error {
 			c, cancel := context.WithTimeout(ctx, time.Hour)
 			defer cancel()
-			_, err := pg.Loot(c, "k", 1, 1)
+			_, err := pg.Loot(c, "k", 1, 1, nil)
 			return err
 		},
 	} {
@@ -477,7 +494,7 @@ func TestInventoryUnavailable(t *testing.T) {
 	// The caller giving up is the caller's error, not PostgreSQL's.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := pg.Loot(cctx, "k", 1, 1); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+	if _, err := pg.Loot(cctx, "k", 1, 1, nil); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
 		t.Errorf("a cancelled call: %v, want context.Canceled", err)
 	}
 }
@@ -668,7 +685,7 @@ func TestInventoryConservation(t *testing.T) {
 					call = func() (InvOutcome, error) { return pg.Give(ctx, key, a, b, id) }
 				case r < 80:
 					id := pick(rng, 0)
-					call = func() (InvOutcome, error) { return pg.Loot(ctx, key, a, id) }
+					call = func() (InvOutcome, error) { return pg.Loot(ctx, key, a, id, nil) }
 				default:
 					id := pick(rng, a)
 					x := float64(rng.IntN(1000)) / 8

@@ -268,7 +268,7 @@ func TestUpsertPlayers(t *testing.T) {
 	// 1: older epoch, fenced. 2: same epoch, written. 3: newer, written. 4: new player.
 	next := []PlayerRow{row(1, 11, 4), row(2, 21, 5), row(3, 31, 6), row(4, 41, 1)}
 	next[2].Account = "renamed" // ignored on update
-	next[1].Stats = nil         // {}
+	next[1].Stats = nil         // {}: merged, changes nothing
 	w, f, err = pg.UpsertPlayers(ctx, next)
 	if err != nil || w != 3 || f != 1 {
 		t.Fatalf("update: written %d fenced %d, %v; want 3 1", w, f, err)
@@ -276,7 +276,7 @@ func TestUpsertPlayers(t *testing.T) {
 	got := readPlayers(t, pg)
 	want := map[int64]storedPlayer{
 		1: {"acct1", 10, 7, `{"hp": 10}`, 5},
-		2: {"acct2", 21, 7, `{}`, 5},
+		2: {"acct2", 21, 7, `{"hp": 20}`, 5}, // no stats: the stored ones stay
 		3: {"acct3", 31, 7, `{"hp": 31}`, 6},
 		4: {"acct4", 41, 7, `{"hp": 41}`, 1},
 	}

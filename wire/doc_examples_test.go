@@ -23,6 +23,11 @@ const (
 
 	docInvGiveHex   = "1a00092c0000000700000000000000040b030100e903000000000000"
 	docInvResultHex = "1e000a2a000000000000002c000000f2030000050b0301891300000000000001"
+
+	docTradeOfferHex   = "2200095a0000002a000000000000000313040101d107000000000000ea03000000000000"
+	docTradeOfferedHex = "26000a07000000000000005a000000fc0300000313040101d107000000000000ea03000000000000"
+	docTradeAcceptHex  = "2200092d00000007000000000000000413040101ea03000000000000d107000000000000"
+	docTradeResultHex  = "1e000a2a000000000000002d00000001040000050b04018a1300000000000002"
 )
 
 var (
@@ -37,6 +42,16 @@ var (
 	docInvGive   = Interact{Seq: 44, Target: 7, Kind: InteractInventory, Data: mustInvOp(InventoryOp{Op: InvGive, Items: []uint64{1001}})}
 	docInvResult = Interaction{From: 42, Seq: 44, Tick: 1010, Kind: InteractInventoryResult,
 		Data: mustInvResult(InventoryResult{Op: InvGive, Code: InvOK, Event: 5001, Moved: 1})}
+	// A trade (§9.7): entity 7 (B) offers entity 42 (A) its item 2001 for A's item 1002; A's
+	// client receives the offer at tick 1020 and accepts with its next sequence, 45, the same
+	// trade seen from its side; the result reaches it at tick 1025, logged as event 5002.
+	docTradeOffer = Interact{Seq: 90, Target: 42, Kind: InteractTrade,
+		Data: mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{2001}, Want: []uint64{1002}})}
+	docTradeOffered = Interaction{From: 7, Seq: 90, Tick: 1020, Kind: InteractTrade, Data: docTradeOffer.Data}
+	docTradeAccept  = Interact{Seq: 45, Target: 7, Kind: InteractInventory,
+		Data: mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{1002}, Want: []uint64{2001}})}
+	docTradeResult = Interaction{From: 42, Seq: 45, Tick: 1025, Kind: InteractInventoryResult,
+		Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvOK, Event: 5002, Moved: 2})}
 	// Two entities at tick 1000: the second has an id ≥ 2^32.
 	docView1000 = []ViewSlot{
 		{ID: 7, State: EntityState{X: 320000, Y: 768, Z: 192000, VX: 10, VZ: -3, Yaw: 300, Kind: 1}},
@@ -66,10 +81,23 @@ func TestDocExamples(t *testing.T) {
 	check("interaction", docInteractionHex, docInteraction.AppendFrame(nil))
 	check("inventory give", docInvGiveHex, docInvGive.AppendFrame(nil))
 	check("inventory result", docInvResultHex, docInvResult.AppendFrame(nil))
+	check("trade offer", docTradeOfferHex, docTradeOffer.AppendFrame(nil))
+	check("trade offer delivered", docTradeOfferedHex, docTradeOffered.AppendFrame(nil))
+	check("trade acceptance", docTradeAcceptHex, docTradeAccept.AppendFrame(nil))
+	check("trade result", docTradeResultHex, docTradeResult.AppendFrame(nil))
+	// The acceptance mirrors the offer: its items are what the offer wants, and the reverse.
+	offer, err1 := DecodeInventoryOp(docTradeOffered.Data)
+	accept, err2 := DecodeInventoryOp(docTradeAccept.Data)
+	if err1 != nil || err2 != nil || offer.Op != InvTrade || accept.Op != InvTrade ||
+		!reflect.DeepEqual(offer.Items, accept.Want) || !reflect.DeepEqual(offer.Want, accept.Items) ||
+		docTradeAccept.Target != docTradeOffered.From || docTradeOffer.Target != docTradeResult.From {
+		t.Errorf("the acceptance %+v (%v) does not mirror the offer %+v (%v)", accept, err2, offer, err1)
+	}
 	for _, c := range []struct {
 		hex string
 		m   Message
-	}{{docInteractHex, &docInteract}, {docInteractionHex, &docInteraction}, {docInvGiveHex, &docInvGive}, {docInvResultHex, &docInvResult}} {
+	}{{docInteractHex, &docInteract}, {docInteractionHex, &docInteraction}, {docInvGiveHex, &docInvGive}, {docInvResultHex, &docInvResult},
+		{docTradeOfferHex, &docTradeOffer}, {docTradeOfferedHex, &docTradeOffered}, {docTradeAcceptHex, &docTradeAccept}, {docTradeResultHex, &docTradeResult}} {
 		b, _ := hex.DecodeString(c.hex)
 		typ, payload, _, err := SplitFrame(b)
 		if err != nil {
@@ -97,7 +125,8 @@ func TestDocExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"`" + docHelloHex + "`", "`" + docInputHex + "`", spacedHex(docFullHex), spacedHex(docDeltaHex), "`" + spacedHex(docAckHex) + "`",
-		"`" + docInteractHex + "`", "`" + docInteractionHex + "`", "`" + docInvGiveHex + "`", "`" + docInvResultHex + "`"} {
+		"`" + docInteractHex + "`", "`" + docInteractionHex + "`", "`" + docInvGiveHex + "`", "`" + docInvResultHex + "`",
+		"`" + docTradeOfferHex + "`", "`" + docTradeOfferedHex + "`", "`" + docTradeAcceptHex + "`", "`" + docTradeResultHex + "`"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("docs/wire.md does not show\n%s", want)
 		}

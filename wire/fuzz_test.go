@@ -363,6 +363,10 @@ func messageSeeds() []corpusEntry {
 			mustInvResult(InventoryResult{Op: InvLoot, Code: InvOK})...)}, // only servers send results
 		{"interact-inventory-duplicate", append([]byte{byte(MsgInteract), 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, byte(InteractInventory), 19},
 			invOpBytes(byte(InvTrade), 1, 1, 5, 5)...)},
+		{"interact-inventory-trade-one-sided", append([]byte{byte(MsgInteract), 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, byte(InteractInventory), 27},
+			invOpBytes(byte(InvTrade), 3, 0, 5, 7, 9)...)}, // a gift is a give
+		{"interaction-result-code-13", append([]byte{byte(MsgInteraction), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0,
+			byte(InteractInventoryResult), 11}, invResultBytes(byte(InvTrade), byte(maxInvCode)+1, 7, 0)...)},
 		{"interaction-result-code-0", append([]byte{byte(MsgInteraction), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0,
 			byte(InteractInventoryResult), 11}, invResultBytes(byte(InvGive), 0, 7, 1)...)},
 		{"snapshot", []byte{byte(MsgSnapshot), 0, 0, 0, 1, 0}},
@@ -396,6 +400,8 @@ func inventoryOpSeeds() []corpusEntry {
 		{"give-of-two", invOpBytes(byte(InvGive), 2, 0, 1, 2)},
 		{"loot-wanting", invOpBytes(byte(InvLoot), 1, 1, 1, 2)},
 		{"trade-of-nothing", invOpBytes(byte(InvTrade), 0, 0)},
+		{"trade-wanting-nothing", invOpBytes(byte(InvTrade), 3, 0, 5, 7, 9)}, // a gift is a give
+		{"trade-offering-nothing", invOpBytes(byte(InvTrade), 0, 2, math.MaxInt64, 1)},
 		{"nine-items", invOpBytes(byte(InvTrade), 9, 0, itemIDs(1, 9)...)},
 		{"counts-255", invOpBytes(byte(InvTrade), 255, 255)},
 		{"empty", nil},
@@ -414,6 +420,8 @@ func inventoryResultSeeds() []corpusEntry {
 		{Op: InvLoot, Code: InvOK, Event: 1, Moved: 1},
 		{Op: InvGive, Code: InvNotOwner},
 		{Op: InvTrade, Code: InvNoStore, Event: math.MaxUint64, Moved: math.MaxUint8},
+		{Op: InvLoot, Code: InvTooFar},
+		{Op: InvTrade, Code: InvNoOffer},
 	} {
 		seeds = append(seeds, corpusEntry{fmt.Sprintf("valid-%v-%v", r.Op, r.Code), []any{mustInvResult(r)}})
 	}
@@ -427,7 +435,7 @@ func inventoryResultSeeds() []corpusEntry {
 		{"op-0", invResultBytes(0, byte(InvOK), 1, 1)},
 		{"op-5", invResultBytes(5, byte(InvOK), 1, 1)},
 		{"code-0", invResultBytes(byte(InvLoot), 0, 1, 1)},
-		{"code-11", invResultBytes(byte(InvLoot), 11, 1, 1)},
+		{"code-13", invResultBytes(byte(InvLoot), byte(maxInvCode)+1, 1, 1)},
 		{"an-op", invOpBytes(byte(InvTrade), 1, 1, 5, 6)},
 		{"empty", nil},
 		{"garbage", garbage(rng, 11)},

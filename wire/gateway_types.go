@@ -27,7 +27,7 @@ type InteractKind uint8
 const (
 	InteractAttack InteractKind = 1
 	InteractChat   InteractKind = 2 // Data is UTF-8 text
-	InteractTrade  InteractKind = 3 // a trade request
+	InteractTrade  InteractKind = 3 // a trade offer: an InvTrade InventoryOp the target may accept (any other data is the game's own; not checked)
 	// InteractInventory: Data is an InventoryOp (loot, drop, give, trade) the actor's owner
 	// runs as one PostgreSQL transaction. Its result comes back to the actor's client as an
 	// Interaction of kind InteractInventoryResult with the same (From, Seq).

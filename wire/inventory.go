@@ -28,8 +28,10 @@ const (
 	InvDrop InventoryOpKind = 2
 	// InvGive: the actor gives Items[0] to Target (a player).
 	InvGive InventoryOpKind = 3
-	// InvTrade: the actor swaps Items (its own) for Want (Target's), all or nothing. The server
-	// runs the swap on the actor's request; consent (both sides offering) is the game's to add.
+	// InvTrade: the actor swaps Items (its own) for Want (Target's), all or nothing. It is the
+	// acceptance of an offer: Target must first have sent the actor an Interact of kind
+	// InteractTrade whose Data is the mirror InventoryOp (Op InvTrade, Items = this Want, Want
+	// = these Items), else the answer is InvNoOffer. Both sides hold at least one item.
 	InvTrade        InventoryOpKind = 4
 	maxInvOpKind                    = InvTrade
 	inventoryOpHead                 = 3
@@ -59,11 +61,13 @@ const (
 	InvNoTarget      InventoryCode = 8  // the target is not in view of the actor's server
 	InvBusy          InventoryCode = 9  // the server's queue of operations is full: nothing was done
 	InvNoStore       InventoryCode = 10 // the server runs without PostgreSQL: no inventory
-	maxInvCode                     = InvNoStore
+	InvTooFar        InventoryCode = 11 // loot: the item lies out of the actor's reach
+	InvNoOffer       InventoryCode = 12 // trade: the target has not offered this trade to the actor
+	maxInvCode                     = InvNoOffer
 )
 
 var invCodeNames = [...]string{"", "ok", "not_owner", "item_gone", "unknown_player", "unavailable",
-	"contention", "invalid", "no_target", "busy", "no_store"}
+	"contention", "invalid", "no_target", "busy", "no_store", "too_far", "no_offer"}
 
 // String names the code (as metrics label it).
 func (c InventoryCode) String() string {
@@ -100,8 +104,8 @@ func (o *InventoryOp) Validate() error {
 		return fmt.Errorf("%w: inventory op %d", ErrValueOutOfRange, uint8(o.Op))
 	case len(o.Items) > MaxInventoryItems || len(o.Want) > MaxInventoryItems:
 		return fmt.Errorf("%w: inventory %v of %d+%d items, max %d each", ErrValueOutOfRange, o.Op, len(o.Items), len(o.Want), MaxInventoryItems)
-	case o.Op == InvTrade && len(o.Items)+len(o.Want) == 0:
-		return fmt.Errorf("%w: inventory trade of no items", ErrValueOutOfRange)
+	case o.Op == InvTrade && (len(o.Items) == 0 || len(o.Want) == 0):
+		return fmt.Errorf("%w: inventory trade of %d+%d items (each side gives at least one; a gift is InvGive)", ErrValueOutOfRange, len(o.Items), len(o.Want))
 	case o.Op != InvTrade && (len(o.Items) != 1 || len(o.Want) != 0):
 		return fmt.Errorf("%w: inventory %v of %d+%d items, want exactly 1+0", ErrValueOutOfRange, o.Op, len(o.Items), len(o.Want))
 	}

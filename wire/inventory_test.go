@@ -61,8 +61,8 @@ func validInventoryOps() []InventoryOp {
 		{Op: InvDrop, Items: []uint64{42}},
 		{Op: InvGive, Items: []uint64{1 << 40}},
 		{Op: InvTrade, Items: []uint64{5}, Want: []uint64{6}},
-		{Op: InvTrade, Items: []uint64{5, 7, 9}},         // a gift as a trade: nothing wanted
-		{Op: InvTrade, Want: []uint64{math.MaxInt64, 1}}, // nothing offered
+		{Op: InvTrade, Items: []uint64{5, 7, 9}, Want: []uint64{11}},               // three for one
+		{Op: InvTrade, Items: []uint64{1 << 40}, Want: []uint64{math.MaxInt64, 1}}, // one for two, edge ids
 		{Op: InvTrade, Items: itemIDs(1, MaxInventoryItems), // the largest operation
 			Want: itemIDs(math.MaxInt64-MaxInventoryItems+1, MaxInventoryItems)},
 	}
@@ -136,8 +136,8 @@ func TestInventoryOpRoundTrip(t *testing.T) {
 		}
 	}
 	// Empty sides encode the same, nil or not, and decode as nil.
-	b, err := (&InventoryOp{Op: InvTrade, Items: []uint64{3}, Want: []uint64{}}).Append(nil)
-	if err != nil || !bytes.Equal(b, invOpBytes(4, 1, 0, 3)) {
+	b, err := (&InventoryOp{Op: InvGive, Items: []uint64{3}, Want: []uint64{}}).Append(nil)
+	if err != nil || !bytes.Equal(b, invOpBytes(3, 1, 0, 3)) {
 		t.Fatalf("empty Want: % x, %v", b, err)
 	}
 	if got, err := DecodeInventoryOp(b); err != nil || got.Want != nil {
@@ -179,16 +179,24 @@ func TestInventoryOpRejects(t *testing.T) {
 		{"give wanting", InventoryOp{Op: InvGive, Items: []uint64{1}, Want: []uint64{2}}},
 		{"trade of nothing", InventoryOp{Op: InvTrade}},
 		{"trade of empty slices", InventoryOp{Op: InvTrade, Items: []uint64{}, Want: []uint64{}}},
-		{"trade of 9 items", InventoryOp{Op: InvTrade, Items: nine}},
-		{"trade wanting 9", InventoryOp{Op: InvTrade, Want: nine}},
+		// A trade gives something on each side: a one-sided transfer is a give.
+		{"trade wanting nothing", InventoryOp{Op: InvTrade, Items: []uint64{5, 7, 9}}},
+		{"trade wanting an empty slice", InventoryOp{Op: InvTrade, Items: []uint64{5}, Want: []uint64{}}},
+		{"trade offering nothing", InventoryOp{Op: InvTrade, Want: []uint64{math.MaxInt64, 1}}},
+		{"trade of 8 for nothing", InventoryOp{Op: InvTrade, Items: eight}},
+		{"trade of nothing for 8", InventoryOp{Op: InvTrade, Want: eight}},
+		{"trade of 9 items", InventoryOp{Op: InvTrade, Items: nine, Want: []uint64{1}}},
+		{"trade wanting 9", InventoryOp{Op: InvTrade, Items: []uint64{1}, Want: nine}},
+		{"trade of 9 for nothing", InventoryOp{Op: InvTrade, Items: nine}},
 		{"trade of 9 and 8", InventoryOp{Op: InvTrade, Items: nine, Want: itemIDs(500, 8)}},
 		{"give of 9", InventoryOp{Op: InvGive, Items: nine}},
 		{"id 0", InventoryOp{Op: InvLoot, Items: []uint64{0}}},
 		{"id 0 wanted", InventoryOp{Op: InvTrade, Items: []uint64{1}, Want: []uint64{0}}},
 		{"id 2^63", InventoryOp{Op: InvGive, Items: []uint64{math.MaxInt64 + 1}}},
-		{"id 2^64-1 wanted", InventoryOp{Op: InvTrade, Want: []uint64{1, math.MaxUint64}}},
-		{"duplicate in Items", InventoryOp{Op: InvTrade, Items: []uint64{7, 8, 7}}},
-		{"duplicate in Want", InventoryOp{Op: InvTrade, Want: []uint64{7, 7}}},
+		{"id 2^64-1 wanted", InventoryOp{Op: InvTrade, Items: []uint64{2}, Want: []uint64{1, math.MaxUint64}}},
+		{"id 0 offered", InventoryOp{Op: InvTrade, Items: []uint64{0}, Want: []uint64{1}}},
+		{"duplicate in Items", InventoryOp{Op: InvTrade, Items: []uint64{7, 8, 7}, Want: []uint64{9}}},
+		{"duplicate in Want", InventoryOp{Op: InvTrade, Items: []uint64{9}, Want: []uint64{7, 7}}},
 		{"duplicate across Items and Want", InventoryOp{Op: InvTrade, Items: []uint64{1, 2, 3}, Want: []uint64{4, 3}}},
 		{"duplicate at the very ends", InventoryOp{Op: InvTrade, Items: eight, Want: append(itemIDs(900, 7), eight[0])}},
 	} {
@@ -267,7 +275,7 @@ func TestInventoryResultRejects(t *testing.T) {
 		{"op 5", InventoryResult{Op: maxInvOpKind + 1, Code: InvOK}},
 		{"op 255", InventoryResult{Op: 255, Code: InvOK}},
 		{"code 0", InventoryResult{Op: InvLoot}},
-		{"code 11", InventoryResult{Op: InvLoot, Code: maxInvCode + 1}},
+		{"code 13", InventoryResult{Op: InvLoot, Code: maxInvCode + 1}},
 		{"code 255", InventoryResult{Op: InvTrade, Code: 255, Event: 1, Moved: 1}},
 	} {
 		if err := c.r.Validate(); !errors.Is(err, ErrValueOutOfRange) {
@@ -303,7 +311,7 @@ func TestInventoryResultRejects(t *testing.T) {
 // TestInventoryNames: the names docs/wire.md and the metrics use.
 func TestInventoryNames(t *testing.T) {
 	codes := []string{"ok", "not_owner", "item_gone", "unknown_player", "unavailable", "contention", "invalid",
-		"no_target", "busy", "no_store"}
+		"no_target", "busy", "no_store", "too_far", "no_offer"}
 	if len(codes) != int(maxInvCode) {
 		t.Fatalf("%d codes, %d names", maxInvCode, len(codes))
 	}
@@ -312,7 +320,7 @@ func TestInventoryNames(t *testing.T) {
 			t.Errorf("code %d: %q, want %q", i+1, got, want)
 		}
 	}
-	for c, want := range map[InventoryCode]string{0: "code(0)", maxInvCode + 1: "code(11)", 255: "code(255)"} {
+	for c, want := range map[InventoryCode]string{0: "code(0)", maxInvCode + 1: "code(13)", 255: "code(255)"} {
 		if got := c.String(); got != want {
 			t.Errorf("code %d: %q, want %q", uint8(c), got, want)
 		}
@@ -323,7 +331,8 @@ func TestInventoryNames(t *testing.T) {
 			t.Errorf("op %d: %q, want %q", uint8(k), got, want)
 		}
 	}
-	if InvLoot != 1 || InvTrade != 4 || InvOK != 1 || InvNoStore != 10 || InteractInventory != 4 || InteractInventoryResult != 5 {
+	if InvLoot != 1 || InvTrade != 4 || InvOK != 1 || InvNoStore != 10 || InvTooFar != 11 || InvNoOffer != 12 || maxInvCode != 12 ||
+		InteractTrade != 3 || InteractInventory != 4 || InteractInventoryResult != 5 {
 		t.Error("a value docs/wire.md gives changed")
 	}
 }
@@ -335,18 +344,20 @@ func TestInventoryInteractions(t *testing.T) {
 	res := mustInvResult(InventoryResult{Op: InvGive, Code: InvOK, Event: 5001, Moved: 1})
 	trade := mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{1}, Want: []uint64{2}})
 	badOps := map[string][]byte{
-		"no data":       nil,
-		"truncated":     op[:len(op)-1],
-		"trailing":      append(slices.Clone(op), 0),
-		"item 0":        invOpBytes(byte(InvGive), 1, 0, 0),
-		"item 2^63":     invOpBytes(byte(InvGive), 1, 0, 1<<63),
-		"give of two":   invOpBytes(byte(InvGive), 2, 0, 1, 2),
-		"duplicate":     invOpBytes(byte(InvTrade), 1, 1, 3, 3),
-		"unknown op":    invOpBytes(7, 1, 0, 1),
-		"9 items":       invOpBytes(byte(InvTrade), 9, 0, itemIDs(1, 9)...),
-		"a result":      res,
-		"chat text":     []byte("hi!"),
-		"max data size": make([]byte, MaxInteractData),
+		"no data":                 nil,
+		"truncated":               op[:len(op)-1],
+		"trailing":                append(slices.Clone(op), 0),
+		"item 0":                  invOpBytes(byte(InvGive), 1, 0, 0),
+		"item 2^63":               invOpBytes(byte(InvGive), 1, 0, 1<<63),
+		"give of two":             invOpBytes(byte(InvGive), 2, 0, 1, 2),
+		"duplicate":               invOpBytes(byte(InvTrade), 1, 1, 3, 3),
+		"unknown op":              invOpBytes(7, 1, 0, 1),
+		"9 items":                 invOpBytes(byte(InvTrade), 9, 0, itemIDs(1, 9)...),
+		"one-sided trade":         invOpBytes(byte(InvTrade), 3, 0, 5, 7, 9),
+		"trade for nothing given": invOpBytes(byte(InvTrade), 0, 1, 5),
+		"a result":                res,
+		"chat text":               []byte("hi!"),
+		"max data size":           make([]byte, MaxInteractData),
 	}
 	badResults := map[string][]byte{
 		"no data":   nil,
@@ -354,7 +365,7 @@ func TestInventoryInteractions(t *testing.T) {
 		"trailing":  append(slices.Clone(res), 0),
 		"op 0":      invResultBytes(0, 1, 0, 0),
 		"code 0":    invResultBytes(1, 0, 0, 0),
-		"code 11":   invResultBytes(1, 11, 0, 0),
+		"code 13":   invResultBytes(1, 13, 0, 0),
 		"an op":     trade,
 	}
 	type msg interface {
@@ -397,6 +408,17 @@ func TestInventoryInteractions(t *testing.T) {
 		{"op", InteractInventory, op, true, true, true},
 		{"result", InteractInventoryResult, res, false, true, true},
 		{"largest op", InteractInventory, mustInvOp(validInventoryOps()[7]), true, true, true},
+		{"trade acceptance", InteractInventory, trade, true, true, true},
+		{"too_far result", InteractInventoryResult, mustInvResult(InventoryResult{Op: InvLoot, Code: InvTooFar}), false, true, true},
+		{"no_offer result", InteractInventoryResult, mustInvResult(InventoryResult{Op: InvTrade, Code: InvNoOffer}), false, true, true},
+		// A trade offer (kind 3) carries the mirror InventoryOp, but the package does not check it:
+		// an offer that is not a valid trade is carried and simply matches no acceptance.
+		{"trade offer", InteractTrade, trade, true, true, true},
+		{"one-sided trade offer", InteractTrade, invOpBytes(byte(InvTrade), 3, 0, 5, 7, 9), true, true, true},
+		{"trade offer of a give", InteractTrade, op, true, true, true},
+		{"trade offer of text", InteractTrade, []byte("2001 for 1002?"), true, true, true},
+		{"trade offer of no data", InteractTrade, nil, true, true, true},
+		{"trade offer of max data", InteractTrade, make([]byte, MaxInteractData), true, true, true},
 	} {
 		check(c.name+": Interact", (&Interact{Seq: 44, Target: 7, Kind: c.kind, Data: c.data}).Validate(), c.interact)
 		check(c.name+": decoded Interact", decodeClient(&Interact{Seq: 44, Target: 7, Kind: c.kind, Data: c.data}), c.interact)

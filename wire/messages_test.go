@@ -43,6 +43,21 @@ func validMessages() []Message {
 			Data: mustInvResult(InventoryResult{Op: InvGive, Code: InvOK, Event: 5001, Moved: 1})},
 		&Interaction{From: math.MaxUint64, Seq: math.MaxUint32, Kind: InteractInventoryResult,
 			Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvNoStore})},
+		// A trade: entity 7 offers entity 42 its item 2001 for 42's item 1002 (kind 3, data the
+		// mirror InventoryOp); 42 accepts (kind 4, the same trade seen from its side) and is
+		// answered; another acceptance finds no offer, a loot lies too far.
+		&Interaction{From: 7, Seq: 90, Tick: 1020, Kind: InteractTrade,
+			Data: mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{2001}, Want: []uint64{1002}})},
+		&Interact{Seq: 46, Target: 7, Kind: InteractInventory,
+			Data: mustInvOp(InventoryOp{Op: InvTrade, Items: []uint64{1002}, Want: []uint64{2001}})},
+		&Interaction{From: 42, Seq: 46, Tick: 1025, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvOK, Event: 5002, Moved: 2})},
+		&Interaction{From: 42, Seq: 47, Tick: 1030, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvTrade, Code: InvNoOffer})},
+		&Interaction{From: 42, Seq: 48, Tick: 1031, Kind: InteractInventoryResult,
+			Data: mustInvResult(InventoryResult{Op: InvLoot, Code: InvTooFar})},
+		// Kind 3 data is not checked: a one-sided "offer" is a valid message that matches nothing.
+		&Interact{Seq: 49, Target: 7, Kind: InteractTrade, Data: invOpBytes(byte(InvTrade), 3, 0, 5, 7, 9)},
 	}
 }
 

@@ -83,9 +83,11 @@ func (o *cellOptions) clusterConfig(inc uint64) (cellserver.ClusterConfig, error
 	c.Edge.MaxSessions = o.maxClients
 	c.Capacity = o.capacity
 	c.LeaseTTL = o.leaseTTL
-	if o.ckptEvery > 0 {
+	if o.ckptEvery > 0 || o.pgURL != "" {
+		// The local store: checkpoints, and the outbox of critical events (with PostgreSQL
+		// even when checkpoints are off).
 		c.CheckpointDir = filepath.Join(o.data, "pebble")
-		c.CheckpointEvery = o.ckptEvery
+		c.CheckpointEvery = max(o.ckptEvery, 0)
 		c.OnFatal = func(err error) {
 			// The Store never retries a failed fsync (what it wrote may be lost): stop now;
 			// the cells go to other servers when the lease lapses.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/internal/pgtest"
 	"github.com/meridian-mmo/meridian/persistence"
 	"github.com/meridian-mmo/meridian/raftmeta"
@@ -115,9 +117,9 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool,
 	procs.WaitFor(t, within, 100*time.Millisecond, what, cond)
 }
 
-// seed creates players 1..n with perPlayer items each and ground items lying in cell 1; it
-// returns the number of items of each kind.
-func seed(t *testing.T, ctx context.Context, pg *persistence.PG, n, perPlayer, ground int) map[string]int {
+// seed creates players 1..n with perPlayer items each; it returns the number of items of each
+// kind.
+func seed(t *testing.T, ctx context.Context, pg *persistence.PG, n, perPlayer int) map[string]int {
 	t.Helper()
 	want := map[string]int{}
 	id := int64(0)
@@ -134,15 +136,33 @@ func seed(t *testing.T, ctx context.Context, pg *persistence.PG, n, perPlayer, g
 			want[k]++
 		}
 	}
-	for range ground {
-		id++
+	return want
+}
+
+// seedGround drops n items with ids from first on, at random points of x in [70, 130] (around
+// the border, where the patrols walk), each in the cell of the map that holds its point, and
+// adds them to want.
+func seedGround(t *testing.T, ctx context.Context, pg *persistence.PG, mp *raftmeta.Map, first int64, n int, want map[string]int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(11, 11))
+	for id := first; id < first+int64(n); id++ {
+		x, z := 70+60*rng.Float64(), world*rng.Float64()
 		k := kinds[id%int64(len(kinds))]
-		if err := pg.CreateItem(ctx, persistence.Item{ID: id, Kind: k, Cell: 1, X: 100, Z: 100}); err != nil {
+		if err := pg.CreateItem(ctx, persistence.Item{ID: id, Kind: k, Cell: uint64(cellAt(mp, x, z)), X: x, Z: z}); err != nil {
 			t.Fatal(err)
 		}
 		want[k]++
 	}
-	return want
+}
+
+// cellAt is the cell of the map holding (x, z).
+func cellAt(mp *raftmeta.Map, x, z float64) raftmeta.CellID {
+	for _, c := range mp.Cells {
+		if b := c.Bounds; x >= b[0] && x < b[2] && z >= b[1] && z < b[3] {
+			return c.ID
+		}
+	}
+	return 0
 }
 
 // itemRow is an item's holder and version.
@@ -151,22 +171,34 @@ type itemRow struct {
 	Version int64
 }
 
+// groundItem is where an item on the ground lies.
+type groundItem struct{ X, Z float64 }
+
 func loadItems(ctx context.Context, db *pgxpool.Pool) (map[int64]itemRow, error) {
-	rows, err := db.Query(ctx, `SELECT id, coalesce(owner, 0), version FROM items`)
+	items, _, err := loadItemsWhere(ctx, db)
+	return items, err
+}
+
+func loadItemsWhere(ctx context.Context, db *pgxpool.Pool) (map[int64]itemRow, map[int64]groundItem, error) {
+	rows, err := db.Query(ctx, `SELECT id, coalesce(owner, 0), version, coalesce(x, 0), coalesce(z, 0) FROM items`)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
-	out := map[int64]itemRow{}
+	out, ground := map[int64]itemRow{}, map[int64]groundItem{}
 	for rows.Next() {
 		var id int64
 		var r itemRow
-		if err := rows.Scan(&id, &r.Owner, &r.Version); err != nil {
-			return nil, err
+		var g groundItem
+		if err := rows.Scan(&id, &r.Owner, &r.Version, &g.X, &g.Z); err != nil {
+			return nil, nil, err
 		}
 		out[id] = r
+		if r.Owner == 0 {
+			ground[id] = g
+		}
 	}
-	return out, rows.Err()
+	return out, ground, rows.Err()
 }
 
 // sentOp is an inventory operation a bot sent.
@@ -192,7 +224,20 @@ type trader struct {
 	attacks int
 	codes   map[wire.InventoryCode]int
 	items   map[int64]itemRow // belief, refreshed from PostgreSQL
+	ground  map[int64]groundItem
+	accepts []acceptance // trades offered, to accept when due
 }
+
+// acceptance is a trade bot i accepts at due, offered to it by the target's bot.
+type acceptance struct {
+	due    time.Time
+	bot    int
+	target wire.EntityID
+	op     wire.InventoryOp
+}
+
+// lootReach is the cell servers' reach for loot (cellserver.DefaultPlayersConfig), a little less.
+const lootReach = 7.5
 
 func newTrader(t *testing.T, n int, base uint64, db *pgxpool.Pool) *trader {
 	return &trader{t: t, n: n, base: base, db: db, rng: rand.New(rand.NewPCG(7, 7)),
@@ -229,12 +274,16 @@ func (tr *trader) one(ctx context.Context) {
 	}
 	me := int64(tr.base) + int64(i)
 	var mine, ground []int64
+	self, placed := c.Self()
 	for id, it := range tr.items {
 		switch it.Owner {
 		case me:
 			mine = append(mine, id)
 		case 0:
-			ground = append(ground, id)
+			g := tr.ground[id]
+			if placed && math.Hypot(g.X-wire.DequantisePos(self.X), g.Z-wire.DequantisePos(self.Z)) < lootReach {
+				ground = append(ground, id)
+			}
 		}
 	}
 	slices.Sort(mine)
@@ -273,14 +322,25 @@ func (tr *trader) one(ctx context.Context) {
 			}
 		}
 		slices.Sort(theirs)
-		op = wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{pick(mine)}}
-		if len(theirs) > 0 {
-			op.Want = []uint64{pick(theirs)}
+		if len(theirs) == 0 {
+			return
 		}
-		target = other.Entity()
+		// j offers one of its items for one of i's; i accepts 300 ms later.
+		give, get := pick(theirs), pick(mine)
+		offer, _ := (&wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{give}, Want: []uint64{get}}).Append(nil)
+		if _, err := other.SendInteract(c.Entity(), wire.InteractTrade, offer); err == nil {
+			tr.accepts = append(tr.accepts, acceptance{due: time.Now().Add(300 * time.Millisecond), bot: i, target: other.Entity(),
+				op: wire.InventoryOp{Op: wire.InvTrade, Items: []uint64{get}, Want: []uint64{give}}})
+		}
+		return
 	default:
 		return
 	}
+	tr.send(i, c, target, op)
+}
+
+// send sends bot i's inventory operation op aimed at target and records it.
+func (tr *trader) send(i int, c *client.Client, target wire.EntityID, op wire.InventoryOp) {
 	data, err := op.Append(nil)
 	if err != nil {
 		tr.t.Errorf("op %+v: %v", op, err)
@@ -309,8 +369,15 @@ func (tr *trader) run(ctx context.Context) {
 		case <-tick.C:
 		}
 		if time.Since(refreshed) > 300*time.Millisecond {
-			if items, err := loadItems(ctx, tr.db); err == nil {
-				tr.items, refreshed = items, time.Now()
+			if items, ground, err := loadItemsWhere(ctx, tr.db); err == nil {
+				tr.items, tr.ground, refreshed = items, ground, time.Now()
+			}
+		}
+		for len(tr.accepts) > 0 && time.Now().After(tr.accepts[0].due) {
+			a := tr.accepts[0]
+			tr.accepts = tr.accepts[1:]
+			if c := tr.r.Client(a.bot); c != nil {
+				tr.send(a.bot, c, a.target, a.op)
 			}
 		}
 		if tr.items != nil {

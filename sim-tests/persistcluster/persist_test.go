@@ -59,13 +59,14 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	want := seed(t, ctx, pg, nBots, 4, 60)
+	want := seed(t, ctx, pg, nBots, 4)
+	c := startCluster(t, ctx, url, 2)
+	seedGround(t, ctx, pg, c.mp, nBots*4+1, 200, want)
 	initial, err := loadItems(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	c := startCluster(t, ctx, url, 2)
 	tr := newTrader(t, nBots, 1, db)
 	cfg := bots.DefaultConfig(c.gwAddr, nBots)
 	cfg.Behavior = "patrol"
@@ -243,7 +244,8 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	want := seed(t, ctx, pg, nBots+1, 2, 40)
+	const perPlayer = 3
+	want := seed(t, ctx, pg, nBots+1, perPlayer)
 	c := startCluster(t, ctx, pgc.URL(), 1)
 
 	tr := newTrader(t, nBots, 1, db)
@@ -261,9 +263,11 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 	go func() { defer close(ran); r.Run(runCtx) }()
 	defer func() { stopRun(); <-ran }()
 
-	// Loot while PostgreSQL is up: some succeed.
-	loot := func(i int, item uint64) {
-		data, _ := (&wire.InventoryOp{Op: wire.InvLoot, Items: []uint64{item}}).Append(nil)
+	// Each player drops one of its items while PostgreSQL is up, one while it is down, one
+	// after it came back.
+	drop := func(i, k int) {
+		item := uint64(i*perPlayer + k + 1) // player i+1's k-th item (seed's numbering)
+		data, _ := (&wire.InventoryOp{Op: wire.InvDrop, Items: []uint64{item}}).Append(nil)
 		cl := r.Client(i)
 		if seq, err := cl.SendInteract(cl.Entity(), wire.InteractInventory, data); err == nil {
 			tr.mu.Lock()
@@ -271,13 +275,10 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 			tr.mu.Unlock()
 		}
 	}
-	firstGround := uint64((nBots+1)*2 + 1)
-	item := firstGround
 	for i := range nBots {
-		loot(i, item)
-		item++
+		drop(i, 0)
 	}
-	waitFor(t, 20*time.Second, "the loots answered", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the drops answered", func() (bool, string) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return len(tr.results) == nBots, fmt.Sprintf("%d of %d results (%v)", len(tr.results), nBots, tr.codes)
@@ -298,10 +299,9 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 	clear(tr.codes)
 	tr.mu.Unlock()
 	for i := range nBots {
-		loot(i, item)
-		item++
+		drop(i, 1)
 	}
-	waitFor(t, 30*time.Second, "the loots answered with PostgreSQL down", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the drops answered with PostgreSQL down", func() (bool, string) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		n := 0
@@ -352,10 +352,9 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 	clear(tr.codes)
 	tr.mu.Unlock()
 	for i := range nBots {
-		loot(i, item)
-		item++
+		drop(i, 2)
 	}
-	waitFor(t, 30*time.Second, "the loots answered after PostgreSQL came back", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the drops answered after PostgreSQL came back", func() (bool, string) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return tr.codes[wire.InvOK] == nBots, fmt.Sprintf("results %v", tr.codes)
