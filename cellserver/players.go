@@ -418,7 +418,7 @@ func inventoryCode(err error) wire.InventoryCode {
 }
 
 // playerStats is what a player's stats JSON object holds that the cell server reads and writes
-// (other keys a game keeps there are not read; a flush writes this object whole).
+// (a flush merges it into the stored object: keys a game keeps there stay).
 type playerStats struct {
 	HP *uint16 `json:"hp"`
 }

@@ -216,6 +216,13 @@ func (h *harness) render(m wire.PeerMessage) string {
 		return fmt.Sprintf("input c%d e%d seq=%d", m.Client, m.Entity, m.Input.Seq)
 	case *wire.InteractMsg:
 		homeOK(m.Origin)
+		if m.Kind == wire.InteractInventory {
+			op, err := wire.DecodeInventoryOp(m.Data)
+			if err != nil {
+				h.t.Fatalf("inventory interact %+v: %v", m, err)
+			}
+			return fmt.Sprintf("inventory e%d seq=%d target=%d %v%v", m.Actor, m.Seq, m.Target, op.Op, op.Items)
+		}
 		return fmt.Sprintf("interact e%d seq=%d target=%d %q", m.Actor, m.Seq, m.Target, m.Data)
 	case *wire.AckMsg:
 		homeOK(m.Home)
@@ -785,4 +792,100 @@ func TestRouterStaleRouteResumeEnds(t *testing.T) {
 	if got := h.steps(170); strings.Contains(got, "join") {
 		t.Fatalf("joins after the resume ended:\n%s", got)
 	}
+}
+
+// ---- inventory results across a crash ----
+
+// inventory sends an inventory interaction of session s: the actor (entity e) loots item.
+func (h *harness) inventory(s SessionID, seq uint32, e wire.EntityID, item uint64) string {
+	h.t.Helper()
+	data, err := (&wire.InventoryOp{Op: wire.InvLoot, Items: []uint64{item}}).Append(nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.r.Interact(s, wire.Interact{Seq: seq, Target: e, Kind: wire.InteractInventory, Data: data}, h.tick)
+	clear(data) // the router must have copied it
+	return h.drain()
+}
+
+// invResultFrame is the client frame of an inventory operation's result: the actor from, its
+// interaction seq.
+func invResultFrame(from wire.EntityID, seq uint32) []byte {
+	data, err := (&wire.InventoryResult{Op: wire.InvLoot, Code: wire.InvOK, Event: 1, Moved: 1}).Append(nil)
+	if err != nil {
+		panic(err)
+	}
+	return (&wire.Interaction{From: from, Seq: seq, Tick: 9, Kind: wire.InteractInventoryResult, Data: data}).AppendFrame(nil)
+}
+
+// TestRouterInventoryResentOnResume: an inventory interaction the owner applied (its LastSeq
+// covers it) stays kept until its result passes; the owner dies before sending it: after the
+// resume, the new owner is sent it again (to replay by key), before what is still unapplied.
+// While the owner is unchanged it is not resent (no-progress timer, broken link).
+func TestRouterInventoryResentOnResume(t *testing.T) {
+	h := newHarness(t, func(c *RouterConfig) { c.RetryTicks = 5; c.ResumeAfterTicks = 20 })
+	h.joined(1, 9)
+	expect(t, "sent", h.input(1, 1)+"\n"+h.inventory(1, 2, 9, 77)+"\n"+h.input(1, 3),
+		"→1 input c1 e9 seq=1\n→1 inventory e9 seq=2 target=9 loot[77]\n→1 input c1 e9 seq=3")
+	expect(t, "applied", h.frame(srvA, 1, 9, 1, 3, 6400, 6400, snapFrame(1)), "s1 snapshot#1")
+	expect(t, "no resend while A works on it", h.steps(130), "")
+	expect(t, "nor on a broken link to A", h.linkReset(srvA), "")
+	h.input(1, 4) // unapplied when A dies
+	// A dies without sending the result; C gets the cell and resumes the entity.
+	expect(t, "A dead", h.at(131).setMap(testMap(2, srvC, srvB, srvA)), "")
+	expect(t, "resume", h.steps(151), "@151\n→3 join c1 kind=4 x=6400 z=6400 resume=9 auth=1 seq=3")
+	expect(t, "resumed: the inventory interaction again, then the unapplied input",
+		h.at(152).frame(srvC, 1, 9, 2, 3, 6400, 6400, welcomeFrame(9)),
+		"→3 inventory e9 seq=2 target=9 loot[77]\n→3 input c1 e9 seq=4")
+	// C replays it by key and sends the result: delivered, and the wait is over.
+	expect(t, "result", h.frame(srvC, 1, 9, 2, 3, 6400, 6400, invResultFrame(9, 2)),
+		"→3 iack e9 seq=2 delivered=true\ns1 interaction from=9 seq=2 control")
+	expect(t, "the input applied, handed to B", h.frame(srvB, 1, 9, 3, 4, 40000, 6400, snapFrame(2)), "s1 snapshot#2")
+	if st := h.r.Stats(); st.InventoryResent != 1 || st.Resumes != 1 || st.RouteSwitches != 2 || st.InputsResent != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestRouterInventoryResentOnRouteSwitch: on a handoff the applied inventory interactions
+// without a result go to the new owner; a result ends the wait whether it comes before or
+// after the LastSeq that covers its interaction, but only the session's entity's result of
+// that seq does; the list is bounded and goes with the session.
+func TestRouterInventoryResentOnRouteSwitch(t *testing.T) {
+	h := newHarness(t, func(c *RouterConfig) { c.MaxPendingInputs = 3 })
+	h.joined(1, 9)
+	for seq := uint32(1); seq <= 3; seq++ {
+		h.inventory(1, seq, 9, 100+uint64(seq))
+	}
+	// The result of 1 overtakes the snapshot that applies it.
+	expect(t, "early result", h.frame(srvA, 1, 9, 1, 0, 6400, 6400, invResultFrame(9, 1)),
+		"→1 iack e9 seq=1 delivered=true\ns1 interaction from=9 seq=1 control")
+	expect(t, "applied", h.frame(srvA, 1, 9, 1, 3, 6400, 6400, snapFrame(1)), "s1 snapshot#1")
+	h.inventory(1, 4, 9, 104)
+	h.inventory(1, 5, 9, 105)
+	h.frame(srvA, 1, 9, 1, 5, 6400, 6400, snapFrame(2))
+	// 2..5 await their results; the bound (3) keeps the newest three: 3, 4, 5.
+	expect(t, "result of 4", h.frame(srvA, 1, 9, 1, 5, 6400, 6400, invResultFrame(9, 4)),
+		"→1 iack e9 seq=4 delivered=true\ns1 interaction from=9 seq=4 control")
+	// Another entity's result of the same seq (it never happens, but it is not ours).
+	h.frame(srvA, 1, 9, 1, 5, 6400, 6400, invResultFrame(70, 3))
+	h.input(1, 6)
+	expect(t, "handed to B", h.frame(srvB, 1, 9, 2, 5, 32100, 6400, snapFrame(3)),
+		"→2 inventory e9 seq=3 target=9 loot[103]\n→2 inventory e9 seq=5 target=9 loot[105]\n→2 input c1 e9 seq=6\ns1 snapshot#3")
+	// B answers 3 (A still answers 5: the first copy is delivered, the second is a duplicate).
+	h.frame(srvB, 1, 9, 2, 6, 32100, 6400, invResultFrame(9, 3))
+	expect(t, "A's result of 5", h.frame(srvA, 1, 9, 1, 5, 6400, 6400, invResultFrame(9, 5)),
+		"→1 iack e9 seq=5 delivered=true\ns1 interaction from=9 seq=5 control")
+	expect(t, "B's copy", h.frame(srvB, 1, 9, 2, 6, 32100, 6400, invResultFrame(9, 5)), "→2 iack e9 seq=5 delivered=true")
+	expect(t, "nothing left to resend", h.frame(srvC, 1, 9, 3, 6, 32100, 6400, snapFrame(4)), "s1 snapshot#4")
+	if st := h.r.Stats(); st.InventoryResent != 2 || st.InventoryOverflow != 1 || st.DupInteractions != 1 || st.PendingOverflow != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// Closed with a result outstanding: forgotten with the session.
+	h.inventory(1, 7, 9, 107)
+	h.frame(srvC, 1, 9, 3, 7, 32100, 6400, snapFrame(5))
+	expect(t, "close", h.close(1), "→3 leave c1 e9")
+	if h.r.Sessions() != 0 {
+		t.Errorf("%d sessions", h.r.Sessions())
+	}
+	expect(t, "a frame of B after the close", h.frame(srvB, 1, 9, 4, 7, 32100, 6400, snapFrame(6)), "→2 leave c1 e9")
 }

@@ -252,7 +252,7 @@ func TestServerShutdownDeliversLeaves(t *testing.T) {
 	conns := make([]*rawConn, sessions)
 	for i := range conns {
 		conns[i] = dialRaw(t, s.Listener())
-		conns[i].write(hello(wire.ProtocolVersion, "tok"))
+		conns[i].write(hello(wire.ProtocolVersion, fmt.Sprint("player-", i+1))) // one session per player
 	}
 	clients := map[uint32]bool{}
 	for range sessions {

@@ -413,7 +413,7 @@ func TestServerRoutesThroughLink(t *testing.T) {
 
 	// A WebSocket client goes the same way.
 	ws := dialWS(t, srv.WSAddr(), "/ws")
-	ws.send(hello(wire.ProtocolVersion, "tok"))
+	ws.send(hello(wire.ProtocolVersion, "tok-ws")) // another player: one session per player
 	j2 := expectPeer[wire.JoinMsg](fc)
 	if j2.Client == j.Client {
 		t.Fatalf("two sessions with client id %d", j.Client)
@@ -655,5 +655,128 @@ func TestServerFirstSessionID(t *testing.T) {
 	}
 	if FirstSessionIDFor(1) == FirstSessionIDFor(2) {
 		t.Fatal("incarnations 1 and 2 start at the same session id")
+	}
+}
+
+// TestServerOneSessionPerPlayer: a session signing in as a player another session of the
+// gateway holds kicks the older one (ReasonKicked, counted), whose entity's Leave goes to its
+// cell server before the new session's join; the new session proceeds. Sessions of player 0
+// (no player) are never kicked.
+func TestServerOneSessionPerPlayer(t *testing.T) {
+	node := startMeta(t)
+	cell := newFakeCell(t, 7)
+	register(t, node, cell)
+	srv, _ := startGateway(t, node.HTTPAddr(), func(c *ServerConfig) {
+		c.Edge.Authenticate = func(tok []byte) (wire.PlayerID, error) {
+			if strings.HasPrefix(string(tok), "anon") {
+				return 0, nil
+			}
+			return auth.DevPlayer(tok)
+		}
+	})
+	fc := cell.conn()
+	kicked := srv.Listener().Metrics().SessionsKicked
+
+	// welcome answers a session's join with entity e, and returns the join.
+	welcome := func(c *rawConn, e wire.EntityID) *wire.JoinMsg {
+		t.Helper()
+		j := expectPeer[wire.JoinMsg](fc)
+		fc.send(&wire.FrameMsg{Client: j.Client, Entity: e, AuthEpoch: 1, X: j.X, Z: j.Z, Frame: gwWelcome(e)})
+		if w, err := wire.DecodeWelcome(c.next(wire.MsgWelcome)); err != nil || w.Entity != e {
+			t.Fatalf("welcome %+v, %v", w, err)
+		}
+		return j
+	}
+	first := dialRaw(t, srv.Listener())
+	first.write(hello(wire.ProtocolVersion, "player-5"))
+	j1 := welcome(first, 3001)
+	if j1.PlayerID != 5 {
+		t.Fatalf("join as player %d, want 5", j1.PlayerID)
+	}
+	other := dialRaw(t, srv.Listener()) // another player: untouched
+	other.write(hello(wire.ProtocolVersion, "player-6"))
+	welcome(other, 3002)
+
+	// Player 5 signs in again: the first session is kicked; its Leave precedes the new join.
+	second := dialRaw(t, srv.Listener())
+	second.write(hello(wire.ProtocolVersion, "player-5"))
+	d, err := wire.DecodeDisconnect(first.next(wire.MsgDisconnect))
+	if err != nil || d.Reason != wire.ReasonKicked || d.Message != "signed in elsewhere" {
+		t.Fatalf("the first session got %+v, %v; want kicked, signed in elsewhere", d, err)
+	}
+	if l := expectPeer[wire.LeaveMsg](fc); l.Client != j1.Client || l.Entity != 3001 {
+		t.Fatalf("leave %+v, want the first session's", l)
+	}
+	j2 := welcome(second, 3003)
+	if j2.PlayerID != 5 || j2.Client == j1.Client {
+		t.Fatalf("second join %+v", j2)
+	}
+	second.write((&wire.Input{Seq: 1, ClientTick: 1}).AppendFrame(nil))
+	if in := expectPeer[wire.InputMsg](fc); in.Client != j2.Client || in.Entity != 3003 {
+		t.Fatalf("input %+v, want the second session's", in)
+	}
+	if n := testutil.ToFloat64(kicked); n != 1 {
+		t.Fatalf("sessions_kicked_total = %v, want 1", n)
+	}
+	eventually(t, "the kicked session gone", func() bool { return srv.Listener().Sessions() == 2 })
+
+	// Two sessions without a player both proceed.
+	anon1, anon2 := dialRaw(t, srv.Listener()), dialRaw(t, srv.Listener())
+	anon1.write(hello(wire.ProtocolVersion, "anon-1"))
+	welcome(anon1, 3004)
+	anon2.write(hello(wire.ProtocolVersion, "anon-2"))
+	welcome(anon2, 3005)
+	if n := testutil.ToFloat64(kicked); n != 1 || srv.Listener().Sessions() != 4 {
+		t.Fatalf("sessions_kicked_total = %v, %d sessions; want 1, 4", n, srv.Listener().Sessions())
+	}
+	// The gateway still routes every one of them.
+	for i, c := range []*rawConn{other, anon1, anon2} {
+		c.write((&wire.Input{Seq: 1, ClientTick: 1}).AppendFrame(nil))
+		if in := expectPeer[wire.InputMsg](fc); in.Entity != wire.EntityID(3002+2*i) && in.Entity != 3002+wire.EntityID(i)+wire.EntityID(min(i, 1)) {
+			t.Fatalf("input %+v", in)
+		}
+	}
+}
+
+// TestServerKickedSessionNotOpened: the edge decides which of two sessions of a player is the
+// newer (the order they signed in); when the older one's Open reaches the Server after the
+// newer one's (two reader goroutines), it is not opened on the Router (it is being kicked),
+// and the newer one is not closed for it.
+func TestServerKickedSessionNotOpened(t *testing.T) {
+	s := newSocketlessServer(t)
+	defer s.links.close()
+	add := func(id SessionID) *Session {
+		ss := newSession(s.edge, id, transport{name: "kcp", ip: "127.0.0.1"})
+		s.edge.mu.Lock()
+		s.edge.sessions[id] = ss
+		s.edge.mu.Unlock()
+		return ss
+	}
+	older, newer := add(10), add(11)
+	if !s.edge.claim(older, 8) || !s.edge.claim(newer, 8) {
+		t.Fatal("claim refused an open session")
+	}
+	older.mu.Lock()
+	closing := older.closing
+	older.mu.Unlock()
+	if !closing || testutil.ToFloat64(s.edge.metrics.SessionsKicked) != 1 || s.edge.Holder(8) != 11 {
+		t.Fatalf("older closing %v, kicked %v, holder %d", closing, testutil.ToFloat64(s.edge.metrics.SessionsKicked), s.edge.Holder(8))
+	}
+	s.Open(11, 8)
+	s.Open(10, 8) // late
+	s.lock()
+	_, o10 := s.early[10]
+	_, o11 := s.early[11]
+	s.unlock()
+	if o10 || !o11 {
+		t.Fatalf("opened: older %v, newer %v; want only the newer", o10, o11)
+	}
+	s.Close(10)
+	s.Close(11)
+	s.lock()
+	n, players := len(s.early), len(s.players)
+	s.unlock()
+	if n != 0 || players != 0 {
+		t.Fatalf("%d sessions, %d players left", n, players)
 	}
 }

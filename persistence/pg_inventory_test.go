@@ -826,3 +826,265 @@ func dedup(ids, not []int64) []int64 {
 	}
 	return out
 }
+
+// TestLootReach: with a Near, a loot is refused with ErrTooFar (recorded as "too_far", with
+// the Near for audit) when the item lies in another cell or farther than the reach, measured
+// in x/z; the reach is not part of the request, so a resend from another position replays.
+func TestLootReach(t *testing.T) {
+	ctx := context.Background()
+	pg := openTestPG(t)
+	mustCreatePlayers(t, pg, 1, 2)
+	mustCreateItem(t, pg, Item{ID: 20, Kind: "coin", Cell: 5, X: 10, Y: 0, Z: 10})
+	mustCreateItem(t, pg, Item{ID: 21, Kind: "coin", Cell: 5, X: 13, Y: 40, Z: 14}) // exactly 5 m away in x/z, 40 m up
+	mustCreateItem(t, pg, Item{ID: 22, Kind: "gem", Cell: 6, X: 10, Y: 0, Z: 10})   // the same place, another cell
+	mustCreateItem(t, pg, Item{ID: 23, Kind: "gem", Cell: 5, X: 15.001, Y: 0, Z: 10})
+	mustCreateItem(t, pg, Item{ID: 25, Kind: "sword", Owner: 2})
+	if _, err := pg.pool.Exec(ctx, `INSERT INTO items (id, cell, kind) VALUES (24, 5, 'relic')`); err != nil { // no position
+		t.Fatal(err)
+	}
+	here := Near{Cell: 5, X: 10, Z: 10, Reach: 5}
+
+	type want struct {
+		err   error
+		moved string
+	}
+	first := map[string]InvOutcome{}
+	for _, c := range []struct {
+		key  string
+		item int64
+		want want
+	}{
+		{"r-same-spot", 20, want{nil, "[{20 coin 1 2}]"}},
+		{"r-at-reach", 21, want{nil, "[{21 coin 1 2}]"}},
+		{"r-other-cell", 22, want{ErrTooFar, "[]"}},
+		{"r-just-beyond", 23, want{ErrTooFar, "[]"}},
+		{"r-no-position", 24, want{ErrTooFar, "[]"}},
+		{"r-held", 25, want{ErrItemGone, "[]"}},    // gone is checked first
+		{"r-missing", 99, want{ErrItemGone, "[]"}}, // and so is a missing item
+	} {
+		near := here
+		out, err := pg.Loot(ctx, c.key, 1, c.item, &near)
+		if !errors.Is(err, c.want.err) || (c.want.err == nil) != (err == nil) || out.Replayed || out.Seq == 0 ||
+			movedString(out.Moved) != c.want.moved {
+			t.Errorf("%s: %+v, %v; want moved %s, %v", c.key, out, err, c.want.moved, c.want.err)
+		}
+		if c.want.err == ErrTooFar && (errors.Is(err, ErrItemGone) || errors.Is(err, ErrNotOwner) || errors.Is(err, ErrUnavailable)) {
+			t.Errorf("%s: %v wraps another sentinel too", c.key, err)
+		}
+		first[c.key] = out
+	}
+	s := readItems(t, pg)
+	for id, owner := range map[int64]int64{20: 1, 21: 1, 22: 0, 23: 0, 24: 0, 25: 2} {
+		if s[id].owner != owner {
+			t.Errorf("item %d: %+v, want owner %d", id, s[id], owner)
+		}
+	}
+
+	// The log: the refusals are recorded, each with where the looter stood.
+	outcomes := map[string]string{}
+	for _, e := range readEvents(t, pg) {
+		outcomes[e.key] = e.payload.Outcome
+		if e.payload.Near == nil || *e.payload.Near != here {
+			t.Errorf("event %s: near %+v, want %+v", e.key, e.payload.Near, here)
+		}
+		if e.payload.Outcome == outcomeTooFar && (e.payload.Failed != e.payload.Items[0] || e.cell != nil || len(e.payload.Moved) != 0) {
+			t.Errorf("event %s: %+v, cell %v", e.key, e.payload, e.cell)
+		}
+	}
+	if want := "map[r-at-reach:ok r-held:item_gone r-just-beyond:too_far r-missing:item_gone r-no-position:too_far r-other-cell:too_far r-same-spot:ok]"; fmt.Sprint(outcomes) != want {
+		t.Errorf("outcomes %v\nwant %v", outcomes, want)
+	}
+
+	// Resends from elsewhere (moved a little, in another cell now, or without a Near) replay
+	// the first outcome: a refusal stays refused even where the item would be in reach, an
+	// applied loot stays applied even from out of reach.
+	evs := len(readEvents(t, pg))
+	for _, c := range []struct {
+		key  string
+		item int64
+		near *Near
+	}{
+		{"r-other-cell", 22, &Near{Cell: 6, X: 10, Z: 10, Reach: 5}},
+		{"r-just-beyond", 23, &Near{Cell: 5, X: 14, Z: 10, Reach: 5}},
+		{"r-just-beyond", 23, nil},
+		{"r-same-spot", 20, &Near{Cell: 5, X: 10.4, Z: 9.7, Reach: 5}},
+		{"r-same-spot", 20, &Near{Cell: 9, X: 500, Z: 500, Reach: 0.5}},
+		{"r-at-reach", 21, nil},
+	} {
+		out, err := pg.Loot(ctx, c.key, 1, c.item, c.near)
+		f := first[c.key]
+		if !out.Replayed || out.Seq != f.Seq || movedString(out.Moved) != movedString(f.Moved) {
+			t.Errorf("resend of %s from %+v: %+v, %v; want a replay of %+v", c.key, c.near, out, err, f)
+		}
+		if wantErr := outcomes[c.key] == outcomeTooFar; errors.Is(err, ErrTooFar) != wantErr || (err == nil) == wantErr {
+			t.Errorf("resend of %s from %+v: %v", c.key, c.near, err)
+		}
+	}
+	// ... but another item or looter under the key is another request.
+	if _, err := pg.Loot(ctx, "r-other-cell", 1, 23, &here); !errors.Is(err, ErrDuplicateKeyMismatch) {
+		t.Errorf("another item under a too_far key: %v", err)
+	}
+	if _, err := pg.Loot(ctx, "r-same-spot", 2, 20, &here); !errors.Is(err, ErrDuplicateKeyMismatch) {
+		t.Errorf("another looter under the key: %v", err)
+	}
+	if n := len(readEvents(t, pg)); n != evs {
+		t.Errorf("resends recorded %d events", n-evs)
+	}
+
+	// A fresh key from where the item is in reach takes it; no Near takes it from anywhere.
+	if out, err := pg.Loot(ctx, "r-there", 2, 22, &Near{Cell: 6, X: 7, Z: 6, Reach: 5}); err != nil || movedString(out.Moved) != "[{22 gem 2 2}]" {
+		t.Errorf("loot in reach in cell 6: %+v, %v", out, err)
+	}
+	if out, err := pg.Loot(ctx, "r-admin", 2, 24, nil); err != nil || movedString(out.Moved) != "[{24 relic 2 2}]" {
+		t.Errorf("loot without a Near: %+v, %v", out, err)
+	}
+	checkVersions(t, pg)
+}
+
+// TestInventoryOutcome: Outcome reads back, by key alone, what each operation's first call
+// returned — applied or refused — and nothing for an unrecorded key; a key of another kind of
+// event is a mismatch. It changes nothing.
+func TestInventoryOutcome(t *testing.T) {
+	ctx := context.Background()
+	pg := openTestPG(t)
+	mustCreatePlayers(t, pg, 1, 2)
+	mustCreateItem(t, pg, Item{ID: 1, Kind: "sword", Owner: 1})
+	mustCreateItem(t, pg, Item{ID: 2, Kind: "shield", Owner: 2})
+	mustCreateItem(t, pg, Item{ID: 3, Kind: "coin", Cell: 4, X: 1, Z: 1})
+	mustCreateItem(t, pg, Item{ID: 4, Kind: "gem", Cell: 4, X: 50, Z: 50})
+
+	type call struct {
+		out InvOutcome
+		err error
+	}
+	firsts := map[string]call{}
+	run := func(key string, out InvOutcome, err error) {
+		t.Helper()
+		if out.Seq == 0 {
+			t.Fatalf("%s: %v, not recorded", key, err)
+		}
+		firsts[key] = call{out, err}
+	}
+	out, err := pg.Loot(ctx, "o-loot", 1, 3, &Near{Cell: 4, Reach: 2})
+	run("o-loot", out, err)
+	out, err = pg.Give(ctx, "o-give", 1, 2, 1)
+	run("o-give", out, err)
+	out, err = pg.Trade(ctx, "o-trade", 2, 1, []int64{1, 2}, nil)
+	run("o-trade", out, err)
+	out, err = pg.Drop(ctx, "o-drop", 1, 3, 4, 2, 0, 2)
+	run("o-drop", out, err)
+	out, err = pg.Give(ctx, "o-not-owner", 2, 1, 2) // the trade gave 2 to 1
+	run("o-not-owner", out, err)
+	out, err = pg.Loot(ctx, "o-gone", 2, 1, nil)
+	run("o-gone", out, err)
+	out, err = pg.Loot(ctx, "o-too-far", 2, 4, &Near{Cell: 4, Reach: 2})
+	run("o-too-far", out, err)
+	sentinel := map[string]error{"o-loot": nil, "o-give": nil, "o-trade": nil, "o-drop": nil,
+		"o-not-owner": ErrNotOwner, "o-gone": ErrItemGone, "o-too-far": ErrTooFar}
+	for key, want := range sentinel {
+		if got := firsts[key].err; !errors.Is(got, want) || (want == nil) != (got == nil) {
+			t.Fatalf("%s: %v, want %v", key, got, want)
+		}
+	}
+	if _, err := pg.Loot(ctx, "o-unknown-player", 77, 4, nil); !errors.Is(err, ErrUnknownPlayer) {
+		t.Fatal(err)
+	}
+	if _, err := pg.pool.Exec(ctx, `INSERT INTO events (idem_key, kind, player, payload) VALUES
+		('o-death', 'death', 1, '{"hp": 0}'), ('o-garbled', 'give', 1, '{"op": "give", "outcome": "maybe"}')`); err != nil {
+		t.Fatal(err)
+	}
+	items, evs := readItems(t, pg), len(readEvents(t, pg))
+
+	for key, first := range firsts {
+		out, refusal, found, err := pg.Outcome(ctx, key)
+		if err != nil || !found {
+			t.Errorf("Outcome(%s): found %v, %v", key, found, err)
+			continue
+		}
+		if !out.Replayed || out.Seq != first.out.Seq || movedString(out.Moved) != movedString(first.out.Moved) {
+			t.Errorf("Outcome(%s): %+v, want %+v replayed", key, out, first.out)
+		}
+		// The refusal is wrapped as the operation's own retry returns it.
+		var retryErr error
+		switch key {
+		case "o-not-owner":
+			_, retryErr = pg.Give(ctx, key, 2, 1, 2)
+		case "o-gone":
+			_, retryErr = pg.Loot(ctx, key, 2, 1, nil)
+		case "o-too-far":
+			_, retryErr = pg.Loot(ctx, key, 2, 4, nil)
+		}
+		if want := sentinel[key]; !errors.Is(refusal, want) || (want == nil) != (refusal == nil) ||
+			retryErr != nil && refusal.Error() != retryErr.Error() {
+			t.Errorf("Outcome(%s): refusal %v; first call %v, retry %v", key, refusal, first.err, retryErr)
+		}
+	}
+	for _, key := range []string{"o-never", "o-unknown-player"} {
+		if out, refusal, found, err := pg.Outcome(ctx, key); found || refusal != nil || err != nil || out.Seq != 0 || out.Replayed || out.Moved != nil {
+			t.Errorf("Outcome(%s), nothing recorded: %+v, %v, found %v, %v", key, out, refusal, found, err)
+		}
+	}
+	for key, want := range map[string]error{"o-death": ErrDuplicateKeyMismatch, "o-garbled": ErrCorrupt} {
+		if out, refusal, found, err := pg.Outcome(ctx, key); !errors.Is(err, want) || found || refusal != nil || out.Seq != 0 {
+			t.Errorf("Outcome(%s): %+v, %v, found %v, %v; want %v", key, out, refusal, found, err, want)
+		}
+	}
+	if fmt.Sprint(readItems(t, pg)) != fmt.Sprint(items) || len(readEvents(t, pg)) != evs {
+		t.Error("Outcome changed items or events")
+	}
+	// A key left free by the unknown player can still be used, and then has an outcome.
+	if _, err := pg.Loot(ctx, "o-unknown-player", 2, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, refusal, found, err := pg.Outcome(ctx, "o-unknown-player"); !found || err != nil || refusal != nil || movedString(out.Moved) != "[{4 gem 2 2}]" {
+		t.Errorf("Outcome after the key was used: %+v, %v, found %v, %v", out, refusal, found, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, _, err := pg.Outcome(cctx, "o-loot"); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("a cancelled Outcome: %v, want context.Canceled", err)
+	}
+}
+
+// TestOutcomeServerDown: with PostgreSQL stopped, Outcome fails with ErrUnavailable (not
+// "nothing recorded"); once it is back, the recorded outcome is read again.
+func TestOutcomeServerDown(t *testing.T) {
+	ctx := context.Background()
+	cl := pgtest.NewCluster(t)
+	pg, err := OpenPG(ctx, cl.URL(), DefaultPGConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	mustCreatePlayers(t, pg, 1)
+	mustCreateItem(t, pg, Item{ID: 1, Kind: "coin", Cell: 2, X: 3, Z: 4})
+	first, err := pg.Loot(ctx, "down", 1, 1, &Near{Cell: 2, Reach: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cl.Stop()
+	for _, key := range []string{"down", "never"} {
+		out, refusal, found, err := pg.Outcome(ctx, key)
+		if !errors.Is(err, ErrUnavailable) || found || refusal != nil || out.Seq != 0 {
+			t.Errorf("Outcome(%s) while stopped: %+v, %v, found %v, %v; want ErrUnavailable", key, out, refusal, found, err)
+		}
+		t.Logf("stopped: %v", err)
+	}
+
+	cl.Start()
+	// The pool may still hold connections of the stopped server: each failed call drops one.
+	var (
+		out   InvOutcome
+		found bool
+	)
+	for range DefaultPGConfig().MaxConns + 1 {
+		out, _, found, err = pg.Outcome(ctx, "down")
+		if !errors.Is(err, ErrUnavailable) {
+			break
+		}
+	}
+	if err != nil || !found || out.Seq != first.Seq || movedString(out.Moved) != movedString(first.Moved) {
+		t.Errorf("Outcome after the restart: %+v, found %v, %v; want %+v", out, found, err, first)
+	}
+}

@@ -201,7 +201,16 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 		t.Error("no death reached the event log")
 	}
 	tr.mu.Lock()
-	t.Logf("%d operations sent, %d results back (by code %v), %d applied (ok in the log)", len(tr.sent), len(tr.results), tr.codes, okOps)
+	okBy := map[string]int{}
+	for key, res := range tr.results {
+		if res.Code == wire.InvOK {
+			okBy[tr.sent[key].op.Op.String()]++
+		}
+	}
+	t.Logf("%d operations sent, %d results back (by code %v), %d applied (ok in the log); ok by op %v", len(tr.sent), len(tr.results), tr.codes, okOps, okBy)
+	if okBy["trade"] == 0 || okBy["give"] == 0 || okBy["loot"] == 0 || okBy["drop"] == 0 {
+		t.Errorf("an operation kind never succeeded: %v", okBy)
+	}
 	tr.mu.Unlock()
 	if okOps < 20 {
 		t.Errorf("only %d operations applied: too few to mean anything", okOps)
