@@ -53,7 +53,7 @@ type Listener struct {
 	mu       sync.Mutex // guards the fields below; taken before Session.mu
 	sessions map[SessionID]*Session
 	perIP    map[string]int
-	players  map[wire.PlayerID]*Session // the newest open session of each player (≠ 0): see claim
+	players  map[wire.PlayerID]*Session // the newest open session of each player (≠ 0), nil until the first: see claim
 	nextID   SessionID                  // the id the next session gets (unless it is still open)
 	closed   bool
 	ws       *wsServer // nil until ListenWebSocket
@@ -92,7 +92,6 @@ func Listen(cfg Config, backend Backend, reg prometheus.Registerer, log *slog.Lo
 		ln:       ln,
 		sessions: make(map[SessionID]*Session),
 		perIP:    make(map[string]int),
-		players:  make(map[wire.PlayerID]*Session),
 		nextID:   cfg.firstSessionID(),
 	}, nil
 }
@@ -209,6 +208,9 @@ func (l *Listener) claim(s *Session, player wire.PlayerID) bool {
 	}
 	var old *Session
 	if player != 0 {
+		if l.players == nil {
+			l.players = map[wire.PlayerID]*Session{}
+		}
 		old = l.players[player]
 		l.players[player] = s
 		s.player = player

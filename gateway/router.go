@@ -255,8 +255,9 @@ type routedSession struct {
 	pending    []routerPending // unapplied inputs and interactions, by seq
 	progressAt wire.Tick       // the last LastSeq advance or resend (or first pending entry)
 	// inventory: inventory interactions applied (seq ≤ lastSeq) whose result has not passed
-	// yet, by seq; resent on a route switch.
-	inventory []routerPending
+	// yet, by seq; resent on a route switch (inventoryDue: not yet, the owner was not routable).
+	inventory    []routerPending
+	inventoryDue bool
 
 	early []routerEarly // interactions that came before the welcome (copies)
 	dedup routerDedup
@@ -607,6 +608,7 @@ func (r *Router) onFrame(from raftmeta.ServerID, m *wire.FrameMsg, t wire.Tick) 
 			r.stats.RouteSwitches++
 		}
 		if switched {
+			rs.inventoryDue = true
 			r.resendInventory(rs)
 		}
 		r.sendAllPending(rs, t, true)
@@ -714,11 +716,13 @@ func (r *Router) awaitResult(rs *routedSession, p routerPending) {
 }
 
 // resendInventory sends the applied inventory interactions still without a result to the
-// session's (new) owner, for it to replay by key.
+// session's (new) owner, for it to replay by key, if a route switch made it due and the owner
+// is routable (else the sweep does once it is).
 func (r *Router) resendInventory(rs *routedSession) {
-	if len(rs.inventory) == 0 || !r.routable(rs) {
+	if !rs.inventoryDue || !r.routable(rs) {
 		return
 	}
+	rs.inventoryDue = false
 	for i := range rs.inventory {
 		r.sendPending(rs, &rs.inventory[i])
 	}
@@ -841,6 +845,7 @@ func (r *Router) sweep(t wire.Tick) {
 			r.dispatchJoin(rs, t)
 			continue
 		}
+		r.resendInventory(rs) // if a route switch left it due
 		if len(rs.pending) > 0 && r.routable(rs) && t-rs.progressAt >= retry {
 			r.sendAllPending(rs, t, true)
 		}

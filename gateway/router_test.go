@@ -889,3 +889,19 @@ func TestRouterInventoryResentOnRouteSwitch(t *testing.T) {
 	}
 	expect(t, "a frame of B after the close", h.frame(srvB, 1, 9, 4, 7, 32100, 6400, snapFrame(6)), "→2 leave c1 e9")
 }
+
+// TestRouterInventoryResendWaitsForRoutableOwner: frames come from a new owner the Router's
+// map does not show alive yet: the resend waits for a map that does (not for another switch).
+func TestRouterInventoryResendWaitsForRoutableOwner(t *testing.T) {
+	h := newHarness(t, nil)
+	h.joined(1, 9)
+	h.setMap(testMap(2, srvA, srvB, srvC)) // C not alive (yet)
+	h.inventory(1, 1, 9, 42)
+	h.frame(srvA, 1, 9, 1, 1, 6400, 6400, snapFrame(1))
+	expect(t, "handed to C, not routable", h.frame(srvC, 1, 9, 2, 1, 6400, 6400, snapFrame(2)), "s1 snapshot#2")
+	expect(t, "C alive", h.at(101).setMap(testMap(3, srvA, srvB)), "→3 inventory e9 seq=1 target=9 loot[42]")
+	expect(t, "once", h.steps(120), "")
+	if st := h.r.Stats(); st.InventoryResent != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -521,7 +521,7 @@ func (s *Server) runUnmeasured(ev *sessionEvent) {
 		}
 		if s.mp == nil || !worldReady(s.mp) {
 			s.early[ev.id] = ev.player
-			return
+			break // drain: the Leave of a session it replaced (claimPlayer)
 		}
 		s.router.Open(ev.id, ev.player, s.spawn(), s.tickAt(time.Now()))
 	case evClose:

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meridian-mmo/meridian/auth"
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/wire"
 )
@@ -730,10 +731,13 @@ func TestServerOneSessionPerPlayer(t *testing.T) {
 		t.Fatalf("sessions_kicked_total = %v, %d sessions; want 1, 4", n, srv.Listener().Sessions())
 	}
 	// The gateway still routes every one of them.
-	for i, c := range []*rawConn{other, anon1, anon2} {
-		c.write((&wire.Input{Seq: 1, ClientTick: 1}).AppendFrame(nil))
-		if in := expectPeer[wire.InputMsg](fc); in.Entity != wire.EntityID(3002+2*i) && in.Entity != 3002+wire.EntityID(i)+wire.EntityID(min(i, 1)) {
-			t.Fatalf("input %+v", in)
+	for _, x := range []struct {
+		c *rawConn
+		e wire.EntityID
+	}{{other, 3002}, {anon1, 3004}, {anon2, 3005}} {
+		x.c.write((&wire.Input{Seq: 1, ClientTick: 1}).AppendFrame(nil))
+		if in := expectPeer[wire.InputMsg](fc); in.Entity != x.e {
+			t.Fatalf("input %+v, want entity %d's", in, x.e)
 		}
 	}
 }
