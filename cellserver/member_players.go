@@ -1,6 +1,7 @@
 package cellserver
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -63,18 +64,8 @@ func (m *Member) PlayerStates(dst []PlayerState) []PlayerState {
 		}
 		dst = append(dst, ps)
 	}
-	slices.SortFunc(dst[n:], func(a, b PlayerState) int { return compareIDs(a.Entity, b.Entity) })
+	slices.SortFunc(dst[n:], func(a, b PlayerState) int { return cmp.Compare(a.Entity, b.Entity) })
 	return dst
-}
-
-func compareIDs(a, b wire.EntityID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // InventoryRequest is an inventory operation a client's entity applied this tick, for the

@@ -517,3 +517,40 @@ func checkConservation(t *testing.T, ctx context.Context, pg *persistence.PG, db
 	}
 	return okOps
 }
+
+// openPG opens (and migrates) the database at url, and a plain pool on it for the checks.
+func openPG(t *testing.T, ctx context.Context, url string) (*persistence.PG, *pgxpool.Pool) {
+	t.Helper()
+	pg, err := persistence.OpenPG(ctx, url, persistence.DefaultPGConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	db, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return pg, db
+}
+
+// startBots connects n bots (players 1..n) with behavior through the gateway at addr and runs
+// them, their interactions going to tr; stop stops them (idempotent) and waits.
+func startBots(t *testing.T, ctx context.Context, addr string, n int, behavior string, tr *trader) (r *bots.Runner, stop func()) {
+	t.Helper()
+	cfg := bots.DefaultConfig(addr, n)
+	cfg.Behavior = behavior
+	cfg.PlayerBase = 1
+	cfg.OnInteraction = tr.onInteraction
+	r, err := bots.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("bots: %v", err)
+	}
+	t.Cleanup(r.Close)
+	tr.r = r
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); r.Run(runCtx) }()
+	var once sync.Once
+	return r, func() { once.Do(func() { cancel(); <-ran }) }
+}

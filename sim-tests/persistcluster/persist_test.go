@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/internal/pgtest"
-	"github.com/meridian-mmo/meridian/persistence"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/sim-tests/procs"
 	"github.com/meridian-mmo/meridian/wire"
@@ -49,16 +46,7 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	url := pgtest.URL(t)
-	pg, err := persistence.OpenPG(ctx, url, persistence.DefaultPGConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	db, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	pg, db := openPG(t, ctx, url)
 	want := seed(t, ctx, pg, nBots, 4)
 	c := startCluster(t, ctx, url, 2)
 	seedGround(t, ctx, pg, c.mp, nBots*4+1, 200, want)
@@ -68,20 +56,8 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 	}
 
 	tr := newTrader(t, nBots, 1, db)
-	cfg := bots.DefaultConfig(c.gwAddr, nBots)
-	cfg.Behavior = "patrol"
-	cfg.PlayerBase = 1
-	cfg.OnInteraction = tr.onInteraction
-	r, err := bots.Connect(ctx, cfg)
-	if err != nil {
-		t.Fatalf("bots: %v", err)
-	}
-	defer r.Close()
-	tr.r = r
-	runCtx, stopRun := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() { defer close(ran); r.Run(runCtx) }()
-	defer func() { stopRun(); <-ran }()
+	r, stopRun := startBots(t, ctx, c.gwAddr, nBots, "patrol", tr)
+	defer stopRun()
 	tradeCtx, stopTrade := context.WithCancel(ctx)
 	traded := make(chan struct{})
 	go func() { defer close(traded); tr.run(tradeCtx) }()
@@ -173,7 +149,6 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 	<-traded
 	time.Sleep(3 * time.Second) // the last results come back
 	stopRun()
-	<-ran
 
 	okOps := checkConservation(t, ctx, pg, db, want, initial, tr)
 
@@ -243,34 +218,14 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pgc := pgtest.NewCluster(t)
-	pg, err := persistence.OpenPG(ctx, pgc.URL(), persistence.DefaultPGConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	db, err := pgxpool.New(ctx, pgc.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	pg, db := openPG(t, ctx, pgc.URL())
 	const perPlayer = 3
 	want := seed(t, ctx, pg, nBots+1, perPlayer)
 	c := startCluster(t, ctx, pgc.URL(), 1)
 
 	tr := newTrader(t, nBots, 1, db)
-	cfg := bots.DefaultConfig(c.gwAddr, nBots)
-	cfg.PlayerBase = 1
-	cfg.OnInteraction = tr.onInteraction
-	r, err := bots.Connect(ctx, cfg)
-	if err != nil {
-		t.Fatalf("bots: %v", err)
-	}
-	defer r.Close()
-	tr.r = r
-	runCtx, stopRun := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() { defer close(ran); r.Run(runCtx) }()
-	defer func() { stopRun(); <-ran }()
+	r, stopRun := startBots(t, ctx, c.gwAddr, nBots, "wander", tr)
+	defer stopRun()
 
 	// Each player drops one of its items while PostgreSQL is up, one while it is down, one
 	// after it came back.
@@ -394,7 +349,6 @@ func TestPostgreSQLStoppedMidRun(t *testing.T) {
 	})
 	t.Logf("flush caught up %v after PostgreSQL came back", time.Since(restarted).Round(time.Millisecond))
 	stopRun()
-	<-ran
 	if got, err := pg.CountItems(ctx); err != nil || !mapsEqual(got, want) {
 		t.Errorf("items per kind %v (%v), want %v", got, err, want)
 	}
