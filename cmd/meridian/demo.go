@@ -1,19 +1,61 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/raftmeta"
+	"github.com/meridian-mmo/meridian/raftmeta/mapview"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
+	"github.com/meridian-mmo/meridian/sim-tests/scenario"
 )
 
-// runDemo is the README's first command: one standalone cell server and a crowd of bots in
-// this process, over real KCP on 127.0.0.1, with a live line every second and a summary.
+// runDemo is the README's first command: the hotspot scenario of `meridian sim` with ~1 000 bots
+// on a local cluster (3 meta nodes, 3 cell servers, a gateway; Pebble, no PostgreSQL), the
+// partition map redrawn in the terminal every second as cells split under the crowd, and the
+// report's path at the end. `meridian demo --standalone` is the single-server demo.
 func runDemo(ctx context.Context, args []string) error {
+	if len(args) > 0 && (args[0] == "--standalone" || args[0] == "-standalone") {
+		return runStandaloneDemo(ctx, args[1:])
+	}
+	o := simOptions{Options: scenario.DefaultOptions()}
+	o.Bots, o.Servers, o.Duration, o.World = 1000, 3, 80*time.Second, 512
+	o.report = filepath.Join("demo-report", time.Now().Format("20060102-150405"))
 	fs := flag.NewFlagSet("meridian demo", flag.ContinueOnError)
+	fs.StringVar(&o.Scenario, "scenario", "hotspot", "the scenario (see meridian sim -h)")
+	addSimFlags(fs, &o)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fi, err := os.Stdout.Stat()
+	live := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	if !live {
+		return simulate(ctx, &o, os.Stdout, nil)
+	}
+	var buf bytes.Buffer
+	return simulate(ctx, &o, os.Stdout, func(s scenario.Sample, mp *raftmeta.Map, phase string) {
+		buf.Reset()
+		buf.WriteString("\x1b[H\x1b[2J") // home, clear
+		fmt.Fprintf(&buf, "Meridian demo: %s, %d bots, %d cell servers, %s partitioning (Ctrl-C stops; the report follows)\n\n",
+			o.Scenario, o.Bots, o.Servers, o.Partitioning)
+		if mp != nil {
+			_ = mapview.ASCII(&buf, *mp, mapview.ASCIIOptions{Width: 100, Height: 34, Color: true, IDs: true})
+		}
+		buf.WriteString("\n" + scenario.ProgressLine(s, phase, mp) + "\n")
+		_, _ = os.Stdout.Write(buf.Bytes())
+	})
+}
+
+// runStandaloneDemo: one standalone cell server and a crowd of bots in this process, over real
+// KCP on 127.0.0.1, with a live line every second and a summary.
+func runStandaloneDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meridian demo --standalone", flag.ContinueOnError)
 	var o cellOptions
 	addCellFlags(fs, &o, "127.0.0.1:0", "127.0.0.1:0", 256)
 	bc := bots.DefaultConfig("", 500)

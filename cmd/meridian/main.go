@@ -31,6 +31,7 @@ var commands = []command{
 	{"gateway", "run a gateway: the client edge (KCP, WebSocket) routing each session to the cell server that owns its entity", runGateway},
 	{"bots", "run a crowd of bots against a gateway (or a standalone cell server) over real KCP", runBots},
 	{"demo", "one cell server and a crowd of bots in this process, with live figures", runDemo},
+	{"sim", "a whole local cluster (3 meta, cell servers, a gateway) + bots + a scenario (hotspot, migration, ...) + a report", runSim},
 	{"meta", "run a metadata (Raft) node: the replicated partition map and its HTTP API", runMeta},
 	{"map", "show the partition map: ascii drawing, table, json or svg (--watch follows changes)", runMap},
 	{"servers", "list the registered cell servers and their load", runServers},

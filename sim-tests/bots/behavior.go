@@ -38,6 +38,20 @@ func ParseBehavior(name string) (Factory, error) {
 	if name == "patrol" {
 		return patrolAcross(DefaultPatrolReach), nil
 	}
+	if r, ok := strings.CutPrefix(name, "gather:"); ok {
+		var f [3]float64
+		parts := strings.Split(r, ",")
+		bad := len(parts) != 3
+		for i := 0; !bad && i < 3; i++ {
+			v, err := strconv.ParseFloat(parts[i], 64)
+			bad = err != nil || !(v >= 0 && v <= 1)
+			f[i] = v
+		}
+		if bad || f[2] == 0 {
+			return nil, fmt.Errorf("bots: behavior %q: want gather:X,Z,R with X, Z in [0, 1] (fractions of the world) and R in (0, 1] (of its side)", name)
+		}
+		return gatherAt(f[0], f[1], f[2]), nil
+	}
 	if r, ok := strings.CutPrefix(name, "patrol:"); ok {
 		reach, err := strconv.ParseFloat(r, 64)
 		if err != nil || !(reach > 0 && reach < 1e6) {
@@ -45,7 +59,16 @@ func ParseBehavior(name string) (Factory, error) {
 		}
 		return patrolAcross(reach), nil
 	}
-	return nil, fmt.Errorf("bots: unknown behavior %q (want wander, hotspot, hotspot:RADIUS, patrol or patrol:REACH)", name)
+	return nil, fmt.Errorf("bots: unknown behavior %q (want wander, hotspot, hotspot:RADIUS, gather:X,Z,R, patrol or patrol:REACH)", name)
+}
+
+// gatherAt makes bots that gather like a hotspot's, around the point at fractions (fx, fz) of
+// the world, within fr of its side.
+func gatherAt(fx, fz, fr float64) Factory {
+	return func(world [2][2]float64) Behavior {
+		w, h := world[1][0]-world[0][0], world[1][1]-world[0][1]
+		return &Hotspot{Target: [2]float64{world[0][0] + fx*w, world[0][1] + fz*h}, Radius: fr * min(w, h)}
+	}
 }
 
 // DefaultPatrolReach is how far either side of the centre line `patrol` bots walk, metres.

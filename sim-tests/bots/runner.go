@@ -41,6 +41,9 @@ type Config struct {
 	// received (its client counts them either way), e.g. the results of inventory operations
 	// a test sends through Clients().
 	OnInteraction func(i int, ia wire.Interaction)
+	// InteractKind is what the bots' interactions are (0: wire.InteractChat): with
+	// wire.InteractAttack they fight (each attack takes hit points; some die).
+	InteractKind wire.InteractKind
 }
 
 // TokenLifetime is how long a token a bot mints (Config.TokenSigner) stays valid.
@@ -83,6 +86,7 @@ func (c Config) Validate() error {
 type bot struct {
 	i        int // its index in the crowd
 	c        *client.Client
+	world    [2][2]float64
 	behavior Behavior
 	rng      *rand.Rand
 	// irng draws the interactions (their waits and targets), apart from rng so that turning
@@ -99,6 +103,13 @@ type Runner struct {
 	inputsSent    atomic.Uint64
 	interactsSent atomic.Uint64
 	sendErrors    atomic.Uint64
+	// next and nextEvery are a behaviour and an interaction rate to switch to at Run's next
+	// step (SetBehavior, SetInteractEvery); every is the rate in use (Run's goroutine, after
+	// Connect).
+	next      atomic.Pointer[Factory]
+	nextEvery atomic.Pointer[interactRate]
+	every     time.Duration
+	kind      wire.InteractKind
 }
 
 // Totals aggregates every bot's counters.
@@ -143,7 +154,7 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	factory, _ := ParseBehavior(cfg.Behavior)
-	r := &Runner{cfg: cfg, bots: make([]*bot, cfg.N)}
+	r := &Runner{cfg: cfg, bots: make([]*bot, cfg.N), every: cfg.InteractEvery, kind: cfg.InteractKind}
 	jobs := make(chan int)
 	errs := make(chan error, cfg.N)
 	var wg sync.WaitGroup
@@ -174,7 +185,7 @@ func Connect(ctx context.Context, cfg Config) (*Runner, error) {
 					{wire.DequantisePos(w.WorldMin[0]), wire.DequantisePos(w.WorldMin[1])},
 					{wire.DequantisePos(w.WorldMax[0]), wire.DequantisePos(w.WorldMax[1])},
 				}
-				b := &bot{i: i, c: c, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
+				b := &bot{i: i, c: c, world: world, behavior: factory(world), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
 					irng: rand.New(rand.NewPCG(cfg.Seed^0x696e7465726163, uint64(i)))} // "interac"
 				b.interactIn = r.interactWait(b)
 				r.bots[i] = b
@@ -216,6 +227,17 @@ func (r *Runner) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if f := r.next.Swap(nil); f != nil {
+			for _, b := range r.bots {
+				b.behavior = (*f)(b.world)
+			}
+		}
+		if d := r.nextEvery.Swap(nil); d != nil {
+			r.every, r.kind = max(d.every, 0), d.kind
+			for _, b := range r.bots {
+				b.interactIn = r.interactWait(b)
+			}
+		}
 		for _, b := range r.bots {
 			select {
 			case <-b.c.Done():
@@ -238,10 +260,10 @@ func (r *Runner) Run(ctx context.Context) {
 
 // interactWait draws the steps until a bot's next interaction (0: interactions are off).
 func (r *Runner) interactWait(b *bot) int {
-	if r.cfg.InteractEvery <= 0 {
+	if r.every <= 0 {
 		return 0
 	}
-	mean := r.cfg.InteractEvery.Seconds() * float64(r.cfg.InputHz)
+	mean := r.every.Seconds() * float64(r.cfg.InputHz)
 	return max(1, int(mean*(0.5+b.irng.Float64())))
 }
 
@@ -268,8 +290,11 @@ func (r *Runner) interact(b *bot) {
 		return
 	}
 	target := view[b.irng.IntN(len(view))].ID
-	msg := fmt.Appendf(nil, "hello %d from %d", target, self)
-	if _, err := b.c.SendInteract(target, wire.InteractChat, msg); err != nil {
+	kind, msg := r.kind, []byte(nil)
+	if kind == 0 || kind == wire.InteractChat {
+		kind, msg = wire.InteractChat, fmt.Appendf(nil, "hello %d from %d", target, self)
+	}
+	if _, err := b.c.SendInteract(target, kind, msg); err != nil {
 		r.sendErrors.Add(1)
 	} else {
 		r.interactsSent.Add(1)
@@ -316,6 +341,27 @@ func (r *Runner) unacked() uint64 {
 		}
 	}
 	return n
+}
+
+// SetBehavior gives every bot a new behaviour (by ParseBehavior's names) from Run's next step.
+func (r *Runner) SetBehavior(name string) error {
+	f, err := ParseBehavior(name)
+	if err != nil {
+		return err
+	}
+	r.next.Store(&f)
+	return nil
+}
+
+// SetInteractEvery changes how often the bots interact (0: never) and with what kind of
+// interaction (0: chat), from Run's next step.
+func (r *Runner) SetInteractEvery(d time.Duration, kind wire.InteractKind) {
+	r.nextEvery.Store(&interactRate{d, kind})
+}
+
+type interactRate struct {
+	every time.Duration
+	kind  wire.InteractKind
 }
 
 // Client is bot i's client (nil if it did not connect).

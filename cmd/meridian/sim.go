@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/meridian-mmo/meridian/raftmeta"
+	"github.com/meridian-mmo/meridian/sim-tests/scenario"
+)
+
+// simOptions are the flags of `meridian sim` (and of the demo, which is a sim).
+type simOptions struct {
+	scenario.Options
+	report, logLevel string
+	compare, keep    bool
+}
+
+func addSimFlags(fs *flag.FlagSet, o *simOptions) {
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the bots' choices")
+	fs.IntVar(&o.Bots, "bots", o.Bots, "bots (players) over KCP through the gateway")
+	fs.IntVar(&o.Servers, "servers", o.Servers, "cell servers")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "the scenario's length, after the bots joined")
+	fs.StringVar(&o.Partitioning, "partitioning", o.Partitioning, "dynamic (the partitioner splits, shifts, merges and moves cells) or static (a fixed grid)")
+	fs.StringVar(&o.PGURL, "pg-url", "", "persist to this PostgreSQL (default: Pebble alone)")
+	fs.Float64Var(&o.World, "world", o.World, "side of the square world, metres")
+	fs.StringVar(&o.report, "report", o.report, "directory to write report.json, report.md and the pictures to")
+	fs.BoolVar(&o.compare, "compare", false, "run twice, dynamic and static partitioning, and compare them side by side")
+	fs.BoolVar(&o.keep, "keep-data", false, "keep the cluster's data and logs (in the report directory, under cluster/) instead of removing them")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (this process's own log)")
+}
+
+// runSim is `meridian sim <scenario> [flags]`.
+func runSim(ctx context.Context, args []string) error {
+	o := simOptions{Options: scenario.DefaultOptions()}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.Scenario, args = args[0], args[1:]
+	}
+	o.report = filepath.Join("sim-report", o.Scenario+"-"+time.Now().Format("20060102-150405"))
+	fs := flag.NewFlagSet("meridian sim", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: meridian sim <scenario> [flags]\n\nscenarios:\n")
+		for _, n := range scenario.Names() {
+			fmt.Fprintf(fs.Output(), "  %-12s %s\n", n, scenario.Scenarios[n].Description)
+		}
+		fmt.Fprintf(fs.Output(), "\nflags:\n")
+		fs.PrintDefaults()
+	}
+	addSimFlags(fs, &o)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return simulate(ctx, &o, os.Stdout, nil)
+}
+
+// simulate runs o (twice with --compare), writes the report and says where; it fails if an
+// invariant failed.
+//
+// onSecond (nil: a progress line a second to out) is called every second instead.
+func simulate(ctx context.Context, o *simOptions, out io.Writer, onSecond func(scenario.Sample, *raftmeta.Map, string)) error {
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	o.Log = log
+	if _, err := scenario.Lookup(o.Scenario); err != nil {
+		return err
+	}
+	data := filepath.Join(o.report, "cluster")
+	if !o.keep {
+		if data, err = os.MkdirTemp("", "meridian-sim-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(data)
+	}
+	one := func(partitioning string) (*scenario.Report, error) {
+		so := o.Options
+		so.Partitioning = partitioning
+		so.Dir = filepath.Join(data, partitioning)
+		if so.OnSecond = onSecond; onSecond == nil {
+			so.Progress = out
+		}
+		fmt.Fprintf(out, "meridian sim %s: %d bots, %d cell servers, 3 meta nodes, 1 gateway, %s partitioning, %v (seed %d)\n",
+			so.Scenario, so.Bots, so.Servers, partitioning, so.Duration, so.Seed)
+		return scenario.Run(ctx, so)
+	}
+	var failed []string
+	verdict := func(label string, r *scenario.Report) {
+		inv := r.Invariants
+		fmt.Fprintf(out, "%s: tick p99 %.1f ms, max/mean p50 %.2f, %.1f kbit/s per client (p50), %d handoffs, invariants %s\n",
+			label, r.TickMS.P99, r.Load.MaxOverMeanP50, r.Bandwidth.KbitPerClientP50, r.Handoffs.Count, map[bool]string{true: "OK", false: "FAILED"}[inv.OK])
+		if !inv.OK {
+			failed = append(failed, fmt.Sprintf("%s: %d lost, %d duplicated, %d reconnects, %d inputs dropped (%s)", label,
+				inv.EntitiesLost, inv.EntitiesDuplicated, inv.ClientReconnects, inv.InputsDropped, strings.Join(inv.Notes, "; ")))
+		}
+	}
+	if o.compare {
+		var c scenario.Compare
+		if c.Dynamic, err = one("dynamic"); err != nil {
+			return err
+		}
+		if c.Static, err = one("static"); err != nil {
+			return err
+		}
+		if err := scenario.WriteCompare(o.report, &c); err != nil {
+			return err
+		}
+		verdict("dynamic", c.Dynamic)
+		verdict("static", c.Static)
+	} else {
+		r, err := one(o.Partitioning)
+		if err != nil {
+			return err
+		}
+		if err := scenario.WriteReport(o.report, r); err != nil {
+			return err
+		}
+		verdict(o.Partitioning, r)
+	}
+	fmt.Fprintf(out, "report: %s\n", filepath.Join(o.report, "report.md"))
+	if len(failed) > 0 {
+		return errors.New("invariants failed: " + strings.Join(failed, "; "))
+	}
+	return nil
+}
