@@ -4,7 +4,7 @@ BIN       := bin/meridian
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build test bench fuzz demo lint clean measure-failover measure-partitioner sim-long
+.PHONY: build test bench fuzz demo sim lint clean measure-failover measure-partitioner sim-long
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meridian
@@ -29,8 +29,20 @@ fuzz:
 	  done; \
 	done
 
+# The showcase: the hotspot scenario with 1 000 bots on a local cluster (3 meta nodes, 3 cell
+# servers, a gateway; Pebble), the partition map redrawn live, then the report's path.
 demo: build
 	./$(BIN) demo
+
+# The full scenarios of `meridian sim`, whose figures docs/performance.md records: the hotspot,
+# dynamic vs static partitioning, at 250, 500, 1 000 and 2 000 bots (sim-report/hotspot/scaling.md),
+# then every other scenario at 500 bots. About 25 minutes on 2 cores.
+SIM_SCALE ?= 250,500,1000,2000
+sim: build
+	./$(BIN) sim hotspot --compare --scale $(SIM_SCALE) --servers 3 --duration 90s --report sim-report/hotspot
+	@set -e; for s in migration flash-crowd uniform leader-kill server-kill; do \
+	  ./$(BIN) sim $$s --bots 500 --servers 3 --duration 60s --report sim-report/$$s; \
+	done
 
 lint:
 	$(GO) vet ./...

@@ -36,10 +36,11 @@ func runDemo(ctx context.Context, args []string) error {
 	fi, err := os.Stdout.Stat()
 	live := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	if !live {
-		return simulate(ctx, &o, os.Stdout, nil)
+		_, err := simulate(ctx, &o, os.Stdout, nil)
+		return err
 	}
 	var buf bytes.Buffer
-	return simulate(ctx, &o, os.Stdout, func(s scenario.Sample, mp *raftmeta.Map, phase string) {
+	_, err = simulate(ctx, &o, os.Stdout, func(s scenario.Sample, mp *raftmeta.Map, phase string) {
 		buf.Reset()
 		buf.WriteString("\x1b[H\x1b[2J") // home, clear
 		fmt.Fprintf(&buf, "Meridian demo: %s, %d bots, %d cell servers, %s partitioning (Ctrl-C stops; the report follows)\n\n",
@@ -50,6 +51,7 @@ func runDemo(ctx context.Context, args []string) error {
 		buf.WriteString("\n" + scenario.ProgressLine(s, phase, mp) + "\n")
 		_, _ = os.Stdout.Write(buf.Bytes())
 	})
+	return err
 }
 
 // runStandaloneDemo: one standalone cell server and a crowd of bots in this process, over real

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,8 +19,8 @@ import (
 // simOptions are the flags of `meridian sim` (and of the demo, which is a sim).
 type simOptions struct {
 	scenario.Options
-	report, logLevel string
-	compare, keep    bool
+	report, logLevel, scale string
+	compare, keep           bool
 }
 
 func addSimFlags(fs *flag.FlagSet, o *simOptions) {
@@ -32,6 +33,7 @@ func addSimFlags(fs *flag.FlagSet, o *simOptions) {
 	fs.Float64Var(&o.World, "world", o.World, "side of the square world, metres")
 	fs.StringVar(&o.report, "report", o.report, "directory to write report.json, report.md and the pictures to")
 	fs.BoolVar(&o.compare, "compare", false, "run twice, dynamic and static partitioning, and compare them side by side")
+	fs.StringVar(&o.scale, "scale", "", "run the scenario at each of these bot counts (e.g. 250,500,1000,2000; --bots is ignored) and write how each figure grows (scaling.md, scaling.svg) beside a report per count")
 	fs.BoolVar(&o.keep, "keep-data", false, "keep the cluster's data and logs (in the report directory, under cluster/) instead of removing them")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (this process's own log)")
 }
@@ -56,26 +58,69 @@ func runSim(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return simulate(ctx, &o, os.Stdout, nil)
+	if o.scale != "" {
+		return simulateScaling(ctx, &o, os.Stdout)
+	}
+	_, err := simulate(ctx, &o, os.Stdout, nil)
+	return err
 }
+
+// simulateScaling runs the scenario at each bot count of --scale, each in its own report
+// directory bots-N, and writes the scaling summary; it fails if an invariant failed anywhere.
+func simulateScaling(ctx context.Context, o *simOptions, out io.Writer) error {
+	var counts []int
+	for _, f := range strings.Split(o.scale, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--scale: %q is not a number of bots", f)
+		}
+		counts = append(counts, n)
+	}
+	root := o.report
+	var points []scenario.ScalePoint
+	var failed []string
+	for _, n := range counts {
+		so := *o
+		so.Bots, so.report = n, filepath.Join(root, fmt.Sprintf("bots-%d", n))
+		p, err := simulate(ctx, &so, out, nil)
+		if errors.Is(err, errInvariants) {
+			failed = append(failed, fmt.Sprintf("%d bots", n))
+		} else if err != nil {
+			return err
+		}
+		points = append(points, p)
+	}
+	if err := scenario.WriteScaling(root, points); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "scaling: %s\n", filepath.Join(root, "scaling.md"))
+	if len(failed) > 0 {
+		return fmt.Errorf("%w at %s", errInvariants, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// errInvariants: a run's invariants failed (the report says which).
+var errInvariants = errors.New("invariants failed")
 
 // simulate runs o (twice with --compare), writes the report and says where; it fails if an
 // invariant failed.
 //
 // onSecond (nil: a progress line a second to out) is called every second instead.
-func simulate(ctx context.Context, o *simOptions, out io.Writer, onSecond func(scenario.Sample, *raftmeta.Map, string)) error {
+func simulate(ctx context.Context, o *simOptions, out io.Writer, onSecond func(scenario.Sample, *raftmeta.Map, string)) (scenario.ScalePoint, error) {
+	point := scenario.ScalePoint{Bots: o.Bots}
 	log, err := newLogger(o.logLevel)
 	if err != nil {
-		return err
+		return point, err
 	}
 	o.Log = log
 	if _, err := scenario.Lookup(o.Scenario); err != nil {
-		return err
+		return point, err
 	}
 	data := filepath.Join(o.report, "cluster")
 	if !o.keep {
 		if data, err = os.MkdirTemp("", "meridian-sim-*"); err != nil {
-			return err
+			return point, err
 		}
 		defer os.RemoveAll(data)
 	}
@@ -103,29 +148,35 @@ func simulate(ctx context.Context, o *simOptions, out io.Writer, onSecond func(s
 	if o.compare {
 		var c scenario.Compare
 		if c.Dynamic, err = one("dynamic"); err != nil {
-			return err
+			return point, err
 		}
 		if c.Static, err = one("static"); err != nil {
-			return err
+			return point, err
 		}
 		if err := scenario.WriteCompare(o.report, &c); err != nil {
-			return err
+			return point, err
 		}
 		verdict("dynamic", c.Dynamic)
 		verdict("static", c.Static)
+		point.Dynamic, point.Static = c.Dynamic, c.Static
 	} else {
 		r, err := one(o.Partitioning)
 		if err != nil {
-			return err
+			return point, err
 		}
 		if err := scenario.WriteReport(o.report, r); err != nil {
-			return err
+			return point, err
 		}
 		verdict(o.Partitioning, r)
+		if o.Partitioning == "static" {
+			point.Static = r
+		} else {
+			point.Dynamic = r
+		}
 	}
 	fmt.Fprintf(out, "report: %s\n", filepath.Join(o.report, "report.md"))
 	if len(failed) > 0 {
-		return errors.New("invariants failed: " + strings.Join(failed, "; "))
+		return point, fmt.Errorf("%w: %s", errInvariants, strings.Join(failed, "; "))
 	}
-	return nil
+	return point, nil
 }

@@ -414,20 +414,33 @@ func (s *sampler) fault(ctx context.Context, kind FaultKind) {
 		}
 		s.moment(ctx, "recovered")
 	case KillLeader:
-		before, _ := s.cl.Map(ctx)
+		commits := func() map[string]float64 {
+			out := map[string]float64{}
+			for _, m := range s.cl.Metas {
+				if m.Alive() {
+					if sc, err := m.Scrape(ctx); err == nil {
+						out[m.Name] = sc.Sum("meridian_raft_commits_total")
+					}
+				}
+			}
+			return out
+		}
+		before := commits()
 		id, err := s.cl.KillLeader(ctx)
 		if err != nil {
 			f.What = fmt.Sprintf("SIGKILL meta leader failed: %v", err)
 			break
 		}
 		f.What = fmt.Sprintf("SIGKILL meta leader %d", id)
-		// Writes are accepted again when the map moves on (cell servers' heartbeats commit).
+		// Writes are accepted again when a surviving node commits what it proposed as leader
+		// (the cell servers' heartbeats are writes, one a second each).
 		for ctx.Err() == nil {
-			if mp, err := s.cl.Map(ctx); err == nil && before != nil && mp.Version > before.Version {
+			now := commits()
+			if slices.ContainsFunc(s.cl.Metas, func(m *harness.Proc) bool { return m.Alive() && now[m.Name] > before[m.Name] }) {
 				f.RecoveredS = s.now() - f.AtS
 				break
 			}
-			sleep(ctx, 50*time.Millisecond)
+			sleep(ctx, 20*time.Millisecond)
 		}
 	}
 	s.mu.Lock()
