@@ -29,7 +29,7 @@ fuzz:
 	  done; \
 	done
 
-# The showcase: the hotspot scenario with 1 000 bots on a local cluster (3 meta nodes, 3 cell
+# The showcase: the hotspot scenario with 600 bots on a local cluster (3 meta nodes, 3 cell
 # servers, a gateway; Pebble), the partition map redrawn live, then the report's path.
 demo: build
 	./$(BIN) demo

@@ -25,7 +25,7 @@ func runDemo(ctx context.Context, args []string) error {
 		return runStandaloneDemo(ctx, args[1:])
 	}
 	o := simOptions{Options: scenario.DefaultOptions()}
-	o.Bots, o.Servers, o.Duration, o.World = 1000, 3, 80*time.Second, 512
+	o.Bots, o.Servers, o.Duration, o.World = 600, 3, 80*time.Second, 512
 	o.report = filepath.Join("demo-report", time.Now().Format("20060102-150405"))
 	fs := flag.NewFlagSet("meridian demo", flag.ContinueOnError)
 	fs.StringVar(&o.Scenario, "scenario", "hotspot", "the scenario (see meridian sim -h)")

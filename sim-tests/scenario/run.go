@@ -327,8 +327,10 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 }
 
+// ms converts seconds to milliseconds; unknown (NaN, or beyond a histogram's largest finite
+// bucket) is -1.
 func ms(sec float64) float64 {
-	if math.IsNaN(sec) {
+	if math.IsNaN(sec) || math.IsInf(sec, 0) {
 		return -1
 	}
 	return sec * 1000
