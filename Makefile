@@ -35,13 +35,15 @@ demo: build
 	./$(BIN) demo
 
 # The full scenarios of `meridian sim`, whose figures docs/performance.md records: the hotspot,
-# dynamic vs static partitioning, at 250, 500, 1 000 and 2 000 bots (sim-report/hotspot/scaling.md),
-# then every other scenario at 500 bots. About 25 minutes on 2 cores.
-SIM_SCALE ?= 250,500,1000,2000
+# dynamic vs static partitioning, at 250, 500, 750, 1 000 and 2 000 bots
+# (sim-report/hotspot/scaling.md), then every other scenario at 500 bots. About 30 minutes on
+# 2 cores.
+# A run whose invariants fail (the crowd outgrew the machine) is reported, not fatal here.
+SIM_SCALE ?= 250,500,750,1000,2000
 sim: build
-	./$(BIN) sim hotspot --compare --scale $(SIM_SCALE) --servers 3 --duration 90s --report sim-report/hotspot
+	-./$(BIN) sim hotspot --compare --scale $(SIM_SCALE) --servers 3 --duration 90s --report sim-report/hotspot
 	@set -e; for s in migration flash-crowd uniform leader-kill server-kill; do \
-	  ./$(BIN) sim $$s --bots 500 --servers 3 --duration 60s --report sim-report/$$s; \
+	  ./$(BIN) sim $$s --bots 500 --servers 3 --duration 60s --report sim-report/$$s || true; \
 	done
 
 lint:

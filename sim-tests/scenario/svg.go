@@ -799,7 +799,7 @@ func chartServerLines(r *Report, pal serverPalette, value func(ServerSample) flo
 	var lines []chartLine
 	for _, id := range pal.ids {
 		l := chartLine{label: "server " + id, colour: pal.colour(id), dash: pal.dash(id)}
-		seen, lastAlive, downFrom := false, -1, math.NaN()
+		seen, lastAlive := false, -1
 		for i, s := range r.Series {
 			ss, ok := s.Servers[id]
 			v := math.NaN()
@@ -816,8 +816,7 @@ func chartServerLines(r *Report, pal serverPalette, value func(ServerSample) flo
 			continue
 		}
 		if lastAlive >= 0 && lastAlive < len(r.Series)-1 {
-			downFrom = r.Series[lastAlive+1].T
-			l.label += fmt.Sprintf(" (down from t = %s s)", figNum(downFrom))
+			l.label += fmt.Sprintf(" (down from t = %s s)", figNum(r.Series[lastAlive+1].T))
 		} else if lastAlive < 0 {
 			l.label += " (never alive)"
 		}
