@@ -187,6 +187,9 @@ func partitionerArgs(o Options) []string {
 	return []string{
 		"--merge-load", strconv.Itoa(max(2, share/8)),
 		"--min-transfer", strconv.Itoa(max(2, share/25)),
+		// A world-boss crowd is a few tens of metres across: cells must be allowed smaller
+		// than that (the default 64 m keeps it in one indivisible cell).
+		"--min-cell-size", "16",
 	}
 }
 
