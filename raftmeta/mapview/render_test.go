@@ -239,7 +239,7 @@ func TestFitLabel(t *testing.T) {
 }
 
 func TestTextOn(t *testing.T) {
-	if textOn("#F0E442") != "#000" || textOn("#0072B2") != "#fff" || textOn("bogus") != "#000" {
+	if TextOn("#F0E442") != "#000" || TextOn("#0072B2") != "#fff" || TextOn("bogus") != "#000" {
 		t.Error("wrong contrast choice")
 	}
 }

@@ -54,7 +54,7 @@ const (
 func fillOf(slot int) string { return okabeIto[slot%len(okabeIto)] }
 
 // textOn picks black or white text, whichever contrasts more with a #RRGGBB fill.
-func textOn(fill string) string {
+func TextOn(fill string) string {
 	if len(fill) != 7 || fill[0] != '#' {
 		return "#000"
 	}
@@ -152,7 +152,7 @@ func SVG(w io.Writer, m raftmeta.Map, opts SVGOptions) error {
 	for _, c := range v.cells {
 		b := c.Bounds
 		fill, opacity := v.cellFill(c)
-		ink := textOn(fill)
+		ink := TextOn(fill)
 		if opacity != "" {
 			ink = "#000"
 		}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/meridian-mmo/meridian/raftmeta/mapview"
 )
 
 // The pictures of a report: the partition map and crowd at each Moment, and the tick and load
@@ -84,25 +86,9 @@ func svgTextWidth(s string, fs float64) float64 {
 	return float64(len([]rune(s))) * svgCharEm * fs
 }
 
-// svgTextOn picks black or white text, whichever contrasts more with a #RRGGBB fill.
-func svgTextOn(fill string) string {
-	if len(fill) != 7 || fill[0] != '#' {
-		return "#000"
-	}
-	lin := func(s string) float64 {
-		v, _ := strconv.ParseUint(s, 16, 8)
-		c := float64(v) / 255
-		if c <= 0.04045 {
-			return c / 12.92
-		}
-		return math.Pow((c+0.055)/1.055, 2.4)
-	}
-	l := 0.2126*lin(fill[1:3]) + 0.7152*lin(fill[3:5]) + 0.0722*lin(fill[5:7])
-	if (l+0.05)/0.05 >= 1.05/(l+0.05) {
-		return "#000"
-	}
-	return "#fff"
-}
+// svgTextOn picks black or white text, whichever contrasts more with a #RRGGBB fill (the map
+// pictures' rule).
+func svgTextOn(fill string) string { return mapview.TextOn(fill) }
 
 // svgNoData is a small picture that says there was nothing to draw.
 func svgNoData(title, why string) []byte {
