@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -77,14 +78,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	sc, _ := Lookup(o.Scenario)
+	var err error
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cl, err := harness.Start(ctx, harness.Config{Binary: o.Binary, Dir: o.Dir, Cells: o.Servers, World: o.World,
-		Partitioning: o.Partitioning, PGURL: o.PGURL, Log: log, MetaArgs: partitionerArgs(o)})
-	if err != nil {
-		return nil, fmt.Errorf("scenario: starting the cluster: %w", err)
+	// The harness picks free ports by binding and releasing them; another process may take one
+	// before a child binds it. Such a start is retried with new ports (a fresh directory).
+	var cl *harness.Cluster
+	for attempt := 1; ; attempt++ {
+		dir := o.Dir
+		if attempt > 1 {
+			dir = filepath.Join(o.Dir, fmt.Sprintf("attempt-%d", attempt))
+		}
+		cl, err = harness.Start(ctx, harness.Config{Binary: o.Binary, Dir: dir, Cells: o.Servers, World: o.World,
+			Partitioning: o.Partitioning, PGURL: o.PGURL, Log: log, MetaArgs: partitionerArgs(o)})
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("scenario: starting the cluster: %w", err)
+		}
+		log.Warn("a port was taken before a process bound it: starting the cluster again", "err", err)
 	}
 	defer cl.Close()
 
