@@ -89,11 +89,17 @@ func (c FlusherConfig) Validate() error {
 
 // backoff returns the wait after the k-th consecutive failure (k ≥ 1).
 func (c FlusherConfig) backoff(k int) time.Duration {
-	d := c.BackoffMin
-	for i := 1; i < k && d < c.BackoffMax; i++ {
+	return backoffAfter(k, c.BackoffMin, c.BackoffMax)
+}
+
+// backoffAfter is the wait after the k-th consecutive failure (k ≥ 1): lo, doubling with every
+// further failure, at most hi.
+func backoffAfter(k int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < k && d < hi; i++ {
 		d *= 2
 	}
-	return min(d, c.BackoffMax)
+	return min(d, hi)
 }
 
 // FlusherStats are a Flusher's counts since it was made.

@@ -93,11 +93,7 @@ func (c OutboxFlusherConfig) Validate() error {
 
 // backoff returns the wait after the k-th consecutive failure (k ≥ 1).
 func (c OutboxFlusherConfig) backoff(k int) time.Duration {
-	d := c.BackoffMin
-	for i := 1; i < k && d < c.BackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, c.BackoffMax)
+	return backoffAfter(k, c.BackoffMin, c.BackoffMax)
 }
 
 // OutboxStats are an OutboxFlusher's counts since it was made, and the outbox's size.
