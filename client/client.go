@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -141,6 +142,10 @@ const recentInteractions = 256
 // ErrProtocol: the server sent something the protocol does not allow at that point.
 var ErrProtocol = errors.New("client: protocol error")
 
+// ErrTimeout: the session ended because the server sent nothing for Config.IdleTimeout, or a
+// write could not be sent for writeTimeout (the server stopped draining the session).
+var ErrTimeout = errors.New("client: timeout")
+
 // Client is one connected session.
 type Client struct {
 	cfg     Config
@@ -174,6 +179,13 @@ type Client struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	readErr   error
+
+	// The watchdog ends a session that went idle or whose write is stuck. It replaces KCP
+	// deadlines, which cost a timer per Read and per Write (a tenth of a bot's CPU).
+	base       time.Time    // the monotonic origin of lastFrame and writeSince
+	lastFrame  atomic.Int64 // since base, when the last frame arrived
+	writeSince atomic.Int64 // since base + 1, when the write in progress began; 0: none
+	expired    atomic.Pointer[error]
 }
 
 type interactionKey struct {
@@ -240,7 +252,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	c.lastRecv = time.Now()
+	c.base = c.lastRecv
 	go c.readLoop(fr)
+	go c.watchdog()
 	if cfg.PingInterval > 0 {
 		go c.pingLoop()
 	}
@@ -315,14 +329,48 @@ func (c *Client) Interactions() []wire.Interaction {
 }
 
 // write sends wbuf; callers hold wmu. A server that stops draining the session (KCP window
-// full) fails the write after writeTimeout instead of blocking the caller forever.
+// full) ends the session after writeTimeout (the watchdog) instead of blocking the caller
+// forever.
 func (c *Client) write() error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.writeSince.Store(int64(time.Since(c.base)) + 1)
 	_, err := c.conn.Write(c.wbuf)
+	c.writeSince.Store(0)
+	if err != nil {
+		if e := c.expired.Load(); e != nil {
+			return *e
+		}
+	}
 	return err
 }
 
 const writeTimeout = 2 * time.Second
+
+// watchdog ends the session when the server has sent nothing for IdleTimeout or a write has
+// been blocked for writeTimeout, checking four times per the shorter of the two.
+func (c *Client) watchdog() {
+	t := time.NewTicker(min(c.cfg.IdleTimeout, writeTimeout) / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		now := int64(time.Since(c.base))
+		var why error
+		switch since := c.writeSince.Load(); {
+		case since != 0 && time.Duration(now-(since-1)) >= writeTimeout:
+			why = fmt.Errorf("%w: a write could not be sent for %v (the server stopped draining the session)", ErrTimeout, writeTimeout)
+		case time.Duration(now-c.lastFrame.Load()) >= c.cfg.IdleTimeout:
+			why = fmt.Errorf("%w: nothing from the server for %v", ErrTimeout, c.cfg.IdleTimeout)
+		default:
+			continue
+		}
+		c.expired.Store(&why)
+		_ = c.conn.Close() // unblocks the read loop, which ends the session with why, and a write
+		return
+	}
+}
 
 // estimatedTick is the newest server tick seen (the client's notion of "now" for inputs).
 func (c *Client) estimatedTick() wire.Tick {
@@ -406,15 +454,18 @@ func (c *Client) finish(err error) {
 func (c *Client) readLoop(fr *wire.FrameReader) {
 	var snap wire.Snapshot
 	for {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
 		t, payload, err := fr.Next()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
 				err = nil
 			}
+			if e := c.expired.Load(); e != nil {
+				err = *e
+			}
 			c.finish(err)
 			return
 		}
+		c.lastFrame.Store(int64(time.Since(c.base)))
 		switch t {
 		case wire.MsgSnapshot:
 			if tick, ok := c.onSnapshot(payload, &snap); ok {
@@ -518,6 +569,10 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 		}
 		base = b.slots
 	}
+	if cap(snap.Slots) < h.SlotCount {
+		// Room for the view to grow a quarter before the buffer is replaced again.
+		snap.Slots = make([]wire.ViewSlot, 0, min(wire.MaxViewSlots, h.SlotCount+h.SlotCount/4+8))
+	}
 	if err := wire.DecodeSnapshot(payload, base, snap); err != nil {
 		c.decodeError(err)
 		return 0, false
@@ -533,7 +588,9 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 	d.tick = h.ServerTick
 	d.arrived = time.Now()
 	d.lastSeq = snap.Header.LastInputSeq
-	d.slots = append(d.slots[:0], snap.Slots...)
+	// The decoded slots become the view, and the evicted view's buffer the next decode's (no
+	// copy; the base of a decode is always still in the history, never that buffer).
+	d.slots, snap.Slots = snap.Slots, d.slots[:0]
 	c.stats.SnapshotsReceived++
 	if seq := snap.Header.LastInputSeq; seq >= c.stats.LastInputSeq {
 		c.stats.LastInputSeq = seq

@@ -50,10 +50,13 @@ type Config struct {
 const TokenLifetime = 24 * time.Hour
 
 // DefaultConfig returns a crowd of n wandering bots aimed at addr. Bots use a 20 ms KCP
-// interval (half the server's fast mode) so that thousands fit on one machine beside a server.
+// interval (half the server's fast mode) so that thousands fit on one machine beside a server,
+// and keep only the views the baseline window needs (they draw nothing, so interpolate
+// nothing): half a game client's memory.
 func DefaultConfig(addr string, n int) Config {
 	cc := client.DefaultConfig(addr, []byte("bot"))
 	cc.KCPInterval = 20
+	cc.History = wire.BaselineWindow
 	return Config{Addr: addr, N: n, Behavior: "wander", Seed: 1, InputHz: 20, DialWorkers: 32, Client: cc}
 }
 
