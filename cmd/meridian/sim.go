@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +20,8 @@ import (
 // simOptions are the flags of `meridian sim` (and of the demo, which is a sim).
 type simOptions struct {
 	scenario.Options
-	report, logLevel, scale string
-	compare, keep           bool
+	report, logLevel, scale, cpuProfile string
+	compare, keep                       bool
 }
 
 func addSimFlags(fs *flag.FlagSet, o *simOptions) {
@@ -36,6 +37,7 @@ func addSimFlags(fs *flag.FlagSet, o *simOptions) {
 	fs.StringVar(&o.scale, "scale", "", "run the scenario at each of these bot counts (e.g. 250,500,1000,2000; --bots is ignored) and write how each figure grows (scaling.md, scaling.svg) beside a report per count")
 	fs.BoolVar(&o.keep, "keep-data", false, "keep the cluster's data and logs (in the report directory, under cluster/) instead of removing them")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (this process's own log)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the bots' KCP clients; go tool pprof reads it) to this file")
 }
 
 // runSim is `meridian sim <scenario> [flags]`.
@@ -57,6 +59,17 @@ func runSim(ctx context.Context, args []string) error {
 	addSimFlags(fs, &o)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if o.scale != "" {
 		return simulateScaling(ctx, &o, os.Stdout)

@@ -271,10 +271,12 @@ func freeUDP() (string, error) {
 
 // childEnv is the environment of every child: ours without MERIDIAN_* (every flag of the
 // cluster comes from Config, not from whatever the caller's environment holds), plus extra.
+// MERIDIAN_PPROF alone passes through: it only adds profiling, and lets a person profile a
+// child of a sim (/debug/pprof/ on its metrics address).
 func childEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MERIDIAN_") {
+		if !strings.HasPrefix(kv, "MERIDIAN_") || strings.HasPrefix(kv, "MERIDIAN_PPROF=") {
 			env = append(env, kv)
 		}
 	}

@@ -18,6 +18,10 @@ type Report struct {
 	Handoffs   HandoffStats   `json:"handoffs"`
 	MapChanges MapChanges     `json:"map_changes"`
 	Invariants Invariants     `json:"invariants"`
+	// CPU is what each part of the local cluster cost: on one machine the bots, the gateway,
+	// the cell servers and the meta nodes share the cores, and this says which one a run ran
+	// out of.
+	CPU CPUStats `json:"cpu"`
 
 	// Phases are the scenario's phases as they ran (a crowd converging, a boss fight, ...).
 	Phases []Phase `json:"phases"`
@@ -81,6 +85,20 @@ type MapChanges struct {
 	Merges int64 `json:"merges"`
 	Shifts int64 `json:"shifts"`
 	Moves  int64 `json:"moves"`
+}
+
+// CPUStats are the cores each part of the cluster used on average over the measured part of the
+// run: CPU seconds (user + system) over wall seconds. The children report their own
+// process_cpu_seconds_total; the sim process (the bots' KCP clients, and the measuring) is read
+// with getrusage. A killed process counts until its last scrape. -1: not measured.
+type CPUStats struct {
+	MachineCores int                `json:"machine_cores"`
+	Bots         float64            `json:"bots"`    // the sim process
+	Gateway      float64            `json:"gateway"` // the gateway
+	Cells        float64            `json:"cells"`   // the cell servers together
+	PerCell      map[string]float64 `json:"per_cell"`
+	Meta         float64            `json:"meta"`  // the meta nodes together
+	Total        float64            `json:"total"` // all of the above
 }
 
 // Invariants are checked at the end of the run; OK is true when each holds.

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -122,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	log.Info("bots connected", "bots", o.Bots, "in", joined.Round(time.Millisecond))
 
 	s := &sampler{cl: cl, r: r, o: o, rep: rep, start: time.Now(), log: log, last: map[string]procs.Scrape{},
-		first: map[string]procs.Scrape{}, planned: map[string]float64{}}
+		first: map[string]procs.Scrape{}, planned: map[string]float64{}, cpu0: map[string]float64{}, cpu: map[string]float64{}}
 	if err := s.baseline(ctx); err != nil {
 		return nil, err
 	}
@@ -225,6 +226,47 @@ type sampler struct {
 	planned map[string]float64      // the highest meridian_meta_planned_ops_total seen, by node and labels
 	bytes0  []uint64                // each bot's bytes received when the bots started
 	mp      *raftmeta.Map
+	// CPU seconds by process name when the bots started (cpu0) and at its latest scrape (cpu);
+	// self0 is this process's when the bots started.
+	cpu0, cpu map[string]float64
+	self0     float64
+}
+
+// cpuSeconds is a scrape's process_cpu_seconds_total (-1 if it has none).
+func cpuSeconds(sc procs.Scrape) float64 {
+	for _, x := range sc {
+		if x.Name == "process_cpu_seconds_total" {
+			return x.Value
+		}
+	}
+	return -1
+}
+
+// noteCPU records a process's CPU seconds from a scrape (the caller holds s.mu, or is alone).
+func (s *sampler) noteCPU(p *harness.Proc, sc procs.Scrape, first bool) {
+	v := cpuSeconds(sc)
+	if v < 0 {
+		return
+	}
+	if first {
+		s.cpu0[p.Name] = v
+	}
+	s.cpu[p.Name] = v
+}
+
+// scrapeCPU scrapes the gateway's and the meta nodes' CPU seconds (the cell servers' come with
+// their other figures).
+func (s *sampler) scrapeCPU(ctx context.Context, first bool) {
+	for _, p := range append([]*harness.Proc{s.cl.Gateway}, s.cl.Metas...) {
+		if p == nil || !p.Alive() {
+			continue
+		}
+		if sc, err := p.Scrape(ctx); err == nil {
+			s.mu.Lock()
+			s.noteCPU(p, sc, first)
+			s.mu.Unlock()
+		}
+	}
 }
 
 func (s *sampler) now() float64 { return time.Since(s.start).Seconds() }
@@ -245,8 +287,11 @@ func (s *sampler) baseline(ctx context.Context) error {
 			return fmt.Errorf("scenario: scraping %s: %w", c.Name, err)
 		}
 		s.first[cellKey(c)], s.last[cellKey(c)] = sc, sc
+		s.noteCPU(c, sc, true)
 	}
 	s.prev = maps(s.last)
+	s.scrapeCPU(ctx, true)
+	s.self0 = selfCPUSeconds()
 	for _, c := range s.r.Clients() {
 		s.bytes0 = append(s.bytes0, c.Stats().BytesReceived)
 	}
@@ -298,6 +343,7 @@ func (s *sampler) sample(ctx context.Context) {
 				s.mu.Lock()
 				h := sc.Histogram("meridian_tick_duration_seconds").Sub(s.last[k].Histogram("meridian_tick_duration_seconds"))
 				s.prev[k], s.last[k] = s.last[k], sc
+				s.noteCPU(c, sc, false)
 				s.mu.Unlock()
 				ss.TickP50MS, ss.TickP99MS = ms(h.Quantile(0.5)), ms(h.Quantile(0.99))
 				ss.Entities = int(sc.Sum("meridian_entities"))
@@ -317,12 +363,20 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 	tot := s.r.Totals()
 	sm.Bots = tot.Connected
+	if g := s.cl.Gateway; g != nil && g.Alive() {
+		if sc, err := g.Scrape(ctx); err == nil {
+			s.mu.Lock()
+			s.noteCPU(g, sc, false)
+			s.mu.Unlock()
+		}
+	}
 	for _, m := range s.cl.Metas {
 		if !m.Alive() {
 			continue
 		}
 		if sc, err := m.Scrape(ctx); err == nil {
 			s.mu.Lock()
+			s.noteCPU(m, sc, false)
 			for _, x := range sc {
 				if x.Name == "meridian_meta_planned_ops_total" {
 					key := m.Name + "/" + x.Labels["op"] + "/" + x.Labels["result"]
@@ -544,10 +598,13 @@ func (s *sampler) finish(ctx context.Context, formedAt float64, joined time.Dura
 		if c.Alive() {
 			if sc, err := c.Scrape(ctx); err == nil {
 				s.last[cellKey(c)] = sc
+				s.noteCPU(c, sc, false)
 			}
 		}
 	}
+	s.scrapeCPU(ctx, false)
 	elapsed := s.now()
+	rep.CPU = s.cpuStats(elapsed)
 	// Ticks.
 	rep.TickMS.PerServer = map[string]TickStat{}
 	var all procs.Histogram
@@ -644,6 +701,71 @@ func (s *sampler) finish(ctx context.Context, formedAt float64, joined time.Dura
 	return nil
 }
 
+// cpuStats turns the CPU seconds recorded into cores used over elapsed wall seconds.
+func (s *sampler) cpuStats(elapsed float64) CPUStats {
+	st := CPUStats{MachineCores: runtime.NumCPU(), Bots: -1, Gateway: -1, Cells: -1, Meta: -1, Total: -1,
+		PerCell: map[string]float64{}}
+	if elapsed <= 0 {
+		return st
+	}
+	used := func(p *harness.Proc) float64 {
+		if p == nil {
+			return -1
+		}
+		a, okA := s.cpu0[p.Name]
+		b, okB := s.cpu[p.Name]
+		if !okA || !okB {
+			return -1
+		}
+		return (b - a) / elapsed
+	}
+	sum := func(ps []*harness.Proc, each func(*harness.Proc, float64)) float64 {
+		tot := 0.0
+		for _, p := range ps {
+			v := used(p)
+			if v < 0 {
+				return -1
+			}
+			if each != nil {
+				each(p, v)
+			}
+			tot += v
+		}
+		return tot
+	}
+	if self := selfCPUSeconds(); self >= 0 && s.self0 >= 0 {
+		st.Bots = (self - s.self0) / elapsed
+	}
+	if s.cl.Gateway != nil {
+		st.Gateway = used(s.cl.Gateway)
+	}
+	st.Cells = sum(s.cl.Cells, func(p *harness.Proc, v float64) { st.PerCell[cellKey(p)] = v })
+	st.Meta = sum(s.cl.Metas, nil)
+	if st.Bots >= 0 && st.Gateway >= 0 && st.Cells >= 0 && st.Meta >= 0 {
+		st.Total = st.Bots + st.Gateway + st.Cells + st.Meta
+	}
+	return st
+}
+
+// cpuLimit says, for a person, where the cores went and whether the machine ran out.
+func cpuLimit(c CPUStats) string {
+	if c.Total < 0 {
+		return ""
+	}
+	type part struct {
+		name  string
+		cores float64
+	}
+	parts := []part{{"the bots (the sim process)", c.Bots}, {"the gateway", c.Gateway}, {"the cell servers", c.Cells}, {"the meta nodes", c.Meta}}
+	top := slices.MaxFunc(parts, func(a, b part) int { return cmp.Compare(a.cores, b.cores) })
+	line := fmt.Sprintf("CPU, cores used on average: bots %.2f, gateway %.2f, cell servers %.2f, meta nodes %.2f; %.2f of %d",
+		c.Bots, c.Gateway, c.Cells, c.Meta, c.Total, c.MachineCores)
+	if c.Total >= 0.9*float64(c.MachineCores) {
+		return line + fmt.Sprintf(": the machine was saturated, and %s used the most (%.0f %%)", top.name, 100*top.cores/c.Total)
+	}
+	return line + fmt.Sprintf(": the machine had room (%s used the most)", top.name)
+}
+
 // limits says what limited the run, from what was measured.
 func (s *sampler) limits(joined time.Duration) []string {
 	rep := s.rep
@@ -656,6 +778,9 @@ func (s *sampler) limits(joined time.Duration) []string {
 	slices.Sort(out)
 	if la := loadAverage(); la > float64(runtime.NumCPU()) {
 		out = append(out, fmt.Sprintf("the machine: load average %.1f on %d cores at the end (the bots, the servers and the gateway share it)", la, runtime.NumCPU()))
+	}
+	if l := cpuLimit(rep.CPU); l != "" {
+		out = append(out, l)
 	}
 	tot := s.r.Totals()
 	if tot.SendErrors > 0 {

@@ -231,10 +231,10 @@ func scalingMarkdown(points []ScalePoint) string {
 	b.p("| bots | tick p99 overall, ms (dyn / static) | worst server's tick p99, ms (dyn / static)" +
 		" | max/mean p50 (dyn / static) | max/mean max (dyn / static) | s to balance (dyn)" +
 		" | kbit/s per client p50 (dyn) | handoffs (dyn) | handoff p99 ms (dyn)" +
-		" | map changes (dyn: splits/merges/shifts/moves) | invariants (dyn / static) |\n")
-	b.p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		" | map changes (dyn: splits/merges/shifts/moves) | CPU cores (dyn: bots/gateway/cells/meta) | invariants (dyn / static) |\n")
+	b.p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, p := range points {
-		b.p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Bots,
+		b.p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Bots,
 			scaleBoth(p, func(r *Report) string { return figVal(r.TickMS.P99) }),
 			scaleBoth(p, func(r *Report) string { return figVal(worstTickP99(r)) }),
 			scaleBoth(p, func(r *Report) string { return figVal(r.Load.MaxOverMeanP50) }),
@@ -246,6 +246,13 @@ func scalingMarkdown(points []ScalePoint) string {
 			scaleDyn(p, func(r *Report) string {
 				m := r.MapChanges
 				return figCount(m.Splits) + "/" + figCount(m.Merges) + "/" + figCount(m.Shifts) + "/" + figCount(m.Moves)
+			}),
+			scaleDyn(p, func(r *Report) string {
+				c := r.CPU
+				if c.MachineCores == 0 {
+					return "-"
+				}
+				return figVal(c.Bots) + "/" + figVal(c.Gateway) + "/" + figVal(c.Cells) + "/" + figVal(c.Meta)
 			}),
 			scaleBoth(p, scaleInvariants))
 	}

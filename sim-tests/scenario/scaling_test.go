@@ -73,11 +73,11 @@ func TestWriteScaling(t *testing.T) {
 	mustMention(t, "scaling.md", md,
 		"# Meridian sim: hotspot at 100, 200, 400, 800 bots\n",
 		"3 servers, 60.0 s per run, seed 42, world 1000 × 1000 m, dynamic partitioning, compared with static at 100, 200, 800 bots.",
-		"| bots | tick p99 overall, ms (dyn / static) | worst server's tick p99, ms (dyn / static) | max/mean p50 (dyn / static) | max/mean max (dyn / static) | s to balance (dyn) | kbit/s per client p50 (dyn) | handoffs (dyn) | handoff p99 ms (dyn) | map changes (dyn: splits/merges/shifts/moves) | invariants (dyn / static) |",
+		"| bots | tick p99 overall, ms (dyn / static) | worst server's tick p99, ms (dyn / static) | max/mean p50 (dyn / static) | max/mean max (dyn / static) | s to balance (dyn) | kbit/s per client p50 (dyn) | handoffs (dyn) | handoff p99 ms (dyn) | map changes (dyn: splits/merges/shifts/moves) | CPU cores (dyn: bots/gateway/cells/meta) | invariants (dyn / static) |",
 		// 100 bots: f = 0.5 (dynamic), 1 (static).
-		"| 100 | 24.4 / 48.7 | 24.4 / 48.7 | 1.04 / 1.07 | 1.42 / 1.83 | 12.5 | 48.2 | 258 | 75.0 | 4/2/17/3 | OK / OK |",
+		"| 100 | 24.4 / 48.7 | 24.4 / 48.7 | 1.04 / 1.07 | 1.42 / 1.83 | 12.5 | 48.2 | 258 | 75.0 | 4/2/17/3 | 0.80/0.50/0.40/0.10 | OK / OK |",
 		"| 400 | 97.4 / - | 97.4 / - |",
-		"| 800 | 195 / 390 | 195 / 390 | 1.28 / 1.56 | 4.32 / 7.64 | - | 386 | 2068 | - | 4/2/17/3 | FAILED / OK |",
+		"| 800 | 195 / 390 | 195 / 390 | 1.28 / 1.56 | 4.32 / 7.64 | - | 386 | 2068 | - | 4/2/17/3 | 0.80/0.50/0.40/0.10 | FAILED / OK |",
 		"## Failed invariants", "- 800 bots, dynamic: **Invariants: FAILED**: entities lost 3.", "  - bot 701: entity 1701",
 		"![how the headline figures grow with the number of bots](scaling.svg)",
 		"## Limits of the largest run (800 bots)", "- the bots fell behind: 12% of inputs late", "- cell server 2: tick p99 390 ms",
@@ -160,7 +160,7 @@ func TestWriteScalingEdges(t *testing.T) {
 	}
 	checkWrittenFiles(t, dir, []string{"scaling.svg"})
 	mustMention(t, "scaling.md", readWrittenFile(t, filepath.Join(dir, "scaling.md")),
-		"| 10 | - / - | - / - | - / - | - / - | - | - | - | - | -/-/-/- | FAILED / - |")
+		"| 10 | - / - | - / - | - / - | - / - | - | - | - | - | -/-/-/- | - | FAILED / - |")
 	if n := strings.Count(readWrittenFile(t, filepath.Join(dir, "scaling.svg")), ">no data<"); n != 4 {
 		t.Errorf("scaling.svg of nothing: %d panels say no data, want 4", n)
 	}

@@ -277,6 +277,15 @@ func headlineRows(servers []string) []headlineRow {
 	count := func(f func(r *Report) int64) func(r *Report) (string, float64) {
 		return func(r *Report) (string, float64) { n := f(r); return figCount(n), float64(n) }
 	}
+	cores := func(f func(r *Report) float64) func(r *Report) (string, float64) {
+		return func(r *Report) (string, float64) {
+			v := f(r)
+			if r.CPU.MachineCores == 0 || v < 0 {
+				return "-", math.NaN() // not measured (a report from before CPU was)
+			}
+			return fmt.Sprintf("%s of %d", figVal(v), r.CPU.MachineCores), v
+		}
+	}
 	rows := []headlineRow{
 		{"tick p50, all servers", ms(func(r *Report) float64 { return r.TickMS.P50 }), true},
 		{"tick p99, all servers", ms(func(r *Report) float64 { return r.TickMS.P99 }), true},
@@ -313,6 +322,10 @@ func headlineRows(servers []string) []headlineRow {
 		headlineRow{"map changes: merges", count(func(r *Report) int64 { return r.MapChanges.Merges }), false},
 		headlineRow{"map changes: shifts", count(func(r *Report) int64 { return r.MapChanges.Shifts }), false},
 		headlineRow{"map changes: moves", count(func(r *Report) int64 { return r.MapChanges.Moves }), false},
+		headlineRow{"CPU, cores: the bots (sim process)", cores(func(r *Report) float64 { return r.CPU.Bots }), false},
+		headlineRow{"CPU, cores: the gateway", cores(func(r *Report) float64 { return r.CPU.Gateway }), false},
+		headlineRow{"CPU, cores: the cell servers", cores(func(r *Report) float64 { return r.CPU.Cells }), true},
+		headlineRow{"CPU, cores: the meta nodes", cores(func(r *Report) float64 { return r.CPU.Meta }), false},
 	)
 	return rows
 }

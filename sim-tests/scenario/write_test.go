@@ -32,6 +32,8 @@ func syntheticReport(partitioning string, slow float64) *Report {
 		Handoffs:   HandoffStats{Count: 517, LatencyMSP99: 150},
 		MapChanges: MapChanges{Splits: 4, Merges: 2, Shifts: 17, Moves: 3},
 		Invariants: Invariants{OK: true},
+		CPU: CPUStats{MachineCores: 2, Bots: 0.8, Gateway: 0.5, Cells: 0.4, PerCell: map[string]float64{"1": 0.25, "2": 0.15},
+			Meta: 0.1, Total: 1.8},
 		Phases: []Phase{
 			{Name: "spread", StartS: 0, EndS: 15},
 			{Name: "converge", StartS: 15, EndS: 40},
@@ -116,6 +118,7 @@ var writeTestHeadlines = []string{
 	"| map changes: splits | 4 |", "| map changes: merges | 2 |", "| map changes: shifts | 17 |", "| map changes: moves | 3 |",
 	"SIGKILL cell server 3", "4.20 s", "near the 50 ms budget", "boss fight",
 	"**Invariants: OK**",
+	"| CPU, cores: the bots (sim process) | 0.80 of 2 |", "| CPU, cores: the cell servers | 0.40 of 2 |",
 	"Reproduce: `meridian sim hotspot --seed 42 --bots 300 --servers 3 --duration 60s --partitioning dynamic`",
 	"300 bots, 3 servers, dynamic partitioning, 60.0 s, seed 42, PostgreSQL: yes.",
 }
@@ -223,6 +226,7 @@ func TestWriteCompare(t *testing.T) {
 		"| max/mean entities, p50 | 1.07 | 2.14 | 2.00× |",
 		"| time to balance (max/mean ≤ 1.10) | 12.5 s | never | - |",
 		"| handoffs | 517 | 517 |  |",
+		"| CPU, cores: the gateway | 0.50 of 2 | 0.50 of 2 |  |",
 		"- dynamic: **Invariants: OK**", "- static: **Invariants: FAILED**", "  - bot 99: entity 1099 | in flight",
 		// The crowd's peak is when it formed (the densest bins).
 		"(dynamic/map-2-crowd-formed.svg)", "(static/map-2-crowd-formed.svg)",
@@ -339,5 +343,21 @@ func mustMention(t *testing.T, name, s string, subs ...string) {
 		if !strings.Contains(s, sub) {
 			t.Errorf("%s does not mention %q", name, sub)
 		}
+	}
+}
+
+// TestCPULimit: the CPU line names the largest consumer, and says whether the machine ran out.
+func TestCPULimit(t *testing.T) {
+	c := CPUStats{MachineCores: 2, Bots: 0.9, Gateway: 0.6, Cells: 0.3, Meta: 0.1, Total: 1.9}
+	if got := cpuLimit(c); !strings.Contains(got, "bots 0.90, gateway 0.60, cell servers 0.30, meta nodes 0.10; 1.90 of 2") ||
+		!strings.Contains(got, "the machine was saturated, and the bots (the sim process) used the most (47 %)") {
+		t.Errorf("saturated: %q", got)
+	}
+	c = CPUStats{MachineCores: 4, Bots: 0.2, Gateway: 0.3, Cells: 1.2, Meta: 0.1, Total: 1.8}
+	if got := cpuLimit(c); !strings.Contains(got, "the machine had room (the cell servers used the most)") {
+		t.Errorf("room: %q", got)
+	}
+	if got := cpuLimit(CPUStats{Total: -1}); got != "" {
+		t.Errorf("unmeasured: %q, want nothing", got)
 	}
 }
