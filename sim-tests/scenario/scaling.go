@@ -19,6 +19,9 @@ type ScalePoint struct {
 	Bots    int     `json:"bots"`
 	Dynamic *Report `json:"dynamic"`
 	Static  *Report `json:"static"` // nil: not compared at this count
+	// Error is why a run at this count did not complete (the bots could not all connect, the
+	// cluster did not start); the reports it did not produce are nil.
+	Error string `json:"error,omitempty"`
 }
 
 // scalingPictureName is the chart beside scaling.md.
@@ -199,6 +202,15 @@ func scaleInvariants(r *Report) string {
 	return "FAILED"
 }
 
+// scalePointInvariants is the invariants column of a point: "dyn / static", or that its run
+// did not complete.
+func scalePointInvariants(p ScalePoint) string {
+	if p.Error != "" {
+		return "**did not complete**"
+	}
+	return scaleBoth(p, scaleInvariants)
+}
+
 // scaleBoth is "dyn / static" of a figure.
 func scaleBoth(p ScalePoint, f func(*Report) string) string {
 	side := func(r *Report) string {
@@ -254,12 +266,23 @@ func scalingMarkdown(points []ScalePoint) string {
 				}
 				return figVal(c.Bots) + "/" + figVal(c.Gateway) + "/" + figVal(c.Cells) + "/" + figVal(c.Meta)
 			}),
-			scaleBoth(p, scaleInvariants))
+			scalePointInvariants(p))
 	}
 	b.p("\n\"-\": not run (static not compared) or not measured; for \"s to balance\", also that max/mean " +
 		"never stayed ≤ 1.10. Max/mean: real entities on the busiest live server over the live servers' mean.\n")
 
-	// Failed invariants, with what the runs said about them.
+	// Runs that did not complete, and failed invariants, with what the runs said about them.
+	incomplete := false
+	for _, p := range points {
+		if p.Error == "" {
+			continue
+		}
+		if !incomplete {
+			b.p("\n## Runs that did not complete\n\n")
+			incomplete = true
+		}
+		b.p("- %d bots: %s\n", p.Bots, strings.Join(strings.Fields(p.Error), " "))
+	}
 	var failed bool
 	for _, p := range points {
 		for _, s := range []compareSide{{"dynamic", p.Dynamic}, {"static", p.Static}} {
@@ -280,6 +303,8 @@ func scalingMarkdown(points []ScalePoint) string {
 	largest := points[len(points)-1]
 	b.p("\n## Limits of the largest run (%s)\n", figPlural(largest.Bots, "bot"))
 	switch {
+	case largest.Error != "" && largest.Dynamic == nil:
+		b.p("\nThe run did not complete (why is above).\n")
 	case largest.Static == nil:
 		b.p("\n")
 		if largest.Dynamic == nil {

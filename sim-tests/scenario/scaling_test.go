@@ -173,4 +173,15 @@ func TestWriteScalingEdges(t *testing.T) {
 		t.Fatalf("WriteScaling with a NaN: %v", err)
 	}
 	checkWrittenFiles(t, dir, []string{"scaling.md", "scaling.svg"})
+
+	// A count whose run did not complete is a row that says so, with why below the table.
+	dir = t.TempDir()
+	ps = append(scalingTestPoints()[:2], ScalePoint{Bots: 2000, Error: "scenario: connecting 2000 bots: bot 511: client: waiting for welcome: timeout"})
+	if err := WriteScaling(dir, ps); err != nil {
+		t.Fatal(err)
+	}
+	mustMention(t, "scaling.md", readWrittenFile(t, filepath.Join(dir, "scaling.md")),
+		"| 2000 | - / - | - / - | - / - | - / - | - | - | - | - | - | - | **did not complete** |",
+		"## Runs that did not complete\n\n- 2000 bots: scenario: connecting 2000 bots: bot 511",
+		"## Limits of the largest run (2000 bots)\n\nThe run did not complete")
 }
