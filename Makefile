@@ -37,10 +37,10 @@ fuzz:
 demo: build
 	./$(BIN) demo
 
-# The full scenarios of `meridian sim`, whose figures docs/performance.md records: the hotspot,
-# dynamic vs static partitioning, at 250, 500, 750, 1 000 and 2 000 bots
-# (sim-report/hotspot/scaling.md), then every other scenario at 500 bots. About 30 minutes on
-# 2 cores.
+# The full scenarios of `meridian sim`: the hotspot, dynamic vs static partitioning, at 250, 500,
+# 750, 1 000 and 2 000 bots (sim-report/hotspot/scaling.md), then every other scenario at 500
+# bots; then the generated blocks of docs/performance.md are rewritten from the reports
+# (sim-tests/simdoc; the analysis around them is a person's). About 35 minutes on 2 cores.
 # A run whose invariants fail (the crowd outgrew the machine) is reported, not fatal here.
 SIM_SCALE ?= 250,500,750,1000,2000
 sim: build
@@ -48,6 +48,7 @@ sim: build
 	@set -e; for s in migration flash-crowd uniform leader-kill server-kill; do \
 	  ./$(BIN) sim $$s --bots 500 --servers 3 --duration 60s --report sim-report/$$s || true; \
 	done
+	$(GO) run ./sim-tests/simdoc -reports sim-report -doc docs/performance.md
 
 lint:
 	$(GO) vet ./...

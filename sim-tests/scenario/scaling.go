@@ -230,16 +230,9 @@ func scaleDyn(p ScalePoint, f func(*Report) string) string {
 	return f(p.Dynamic)
 }
 
-// scalingMarkdown is scaling.md of points sorted by bot count.
-func scalingMarkdown(points []ScalePoint) string {
-	var b mdBuf
-	name := "unknown scenario"
-	if r := scaleFirst(points); r != nil && r.Scenario != "" {
-		name = r.Scenario
-	}
-	b.p("# Meridian sim: %s at %s bots\n\n", name, scaleCounts(points))
-	b.p("%s\n\n", scalingSetupLine(points))
-
+// scalingTable is the table of the figures at each count (scaling.md, and the block of
+// docs/performance.md), with its legend.
+func scalingTable(b *mdBuf, points []ScalePoint) {
 	b.p("| bots | tick p99 overall, ms (dyn / static) | worst server's tick p99, ms (dyn / static)" +
 		" | max/mean p50 (dyn / static) | max/mean max (dyn / static) | s to balance (dyn)" +
 		" | kbit/s per client p50 (dyn) | handoffs (dyn) | handoff p99 ms (dyn)" +
@@ -270,6 +263,19 @@ func scalingMarkdown(points []ScalePoint) string {
 	}
 	b.p("\n\"-\": not run (static not compared) or not measured; for \"s to balance\", also that max/mean " +
 		"never stayed ≤ 1.10. Max/mean: real entities on the busiest live server over the live servers' mean.\n")
+}
+
+// scalingMarkdown is scaling.md of points sorted by bot count.
+func scalingMarkdown(points []ScalePoint) string {
+	var b mdBuf
+	name := "unknown scenario"
+	if r := scaleFirst(points); r != nil && r.Scenario != "" {
+		name = r.Scenario
+	}
+	b.p("# Meridian sim: %s at %s bots\n\n", name, scaleCounts(points))
+	b.p("%s\n\n", scalingSetupLine(points))
+
+	scalingTable(&b, points)
 
 	// Runs that did not complete, and failed invariants, with what the runs said about them.
 	incomplete := false
