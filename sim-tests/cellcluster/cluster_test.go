@@ -11,6 +11,7 @@ import (
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/sim-tests/metacluster"
 	"github.com/meridian-mmo/meridian/sim-tests/procs"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -115,7 +116,7 @@ func TestHotspotSplitAndServerKill(t *testing.T) {
 
 	// The migration pause so far: ticks the moving entities were not simulated.
 	for _, kind := range []string{"migration", "handoff"} {
-		var frozen procs.Histogram
+		var frozen promscrape.Histogram
 		for _, c := range cells {
 			sc, err := c.Scrape(ctx)
 			if err != nil {

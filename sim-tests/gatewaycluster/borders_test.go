@@ -15,6 +15,7 @@ import (
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/sim-tests/metacluster"
 	"github.com/meridian-mmo/meridian/sim-tests/procs"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -143,7 +144,7 @@ func TestGatewayBorders(t *testing.T) {
 	defer r.Close()
 	t.Logf("%d bots connected through the gateway in %v", *nBots, time.Since(connectStart).Round(time.Millisecond))
 
-	scrapeAll := func() (g procs.Scrape, c []procs.Scrape) {
+	scrapeAll := func() (g promscrape.Scrape, c []promscrape.Scrape) {
 		t.Helper()
 		var err error
 		if g, err = gw.Scrape(ctx); err != nil {
@@ -260,7 +261,7 @@ sampling:
 	// The measurements.
 	m := Measurements{Bots: *nBots, Seconds: elapsed.Seconds(), Handoffs: handoffs, Snapshots: tot.SnapshotsReceived,
 		InteractionsSent: tot.InteractionsSent, InteractionsReceived: tot.InteractionsReceived}
-	var frozen procs.Histogram
+	var frozen promscrape.Histogram
 	for i := range cells {
 		h := cells1[i].Histogram("meridian_transfer_frozen_ticks", "kind", "handoff").Sub(cells0[i].Histogram("meridian_transfer_frozen_ticks", "kind", "handoff"))
 		frozen = frozen.Add(h)
@@ -281,7 +282,7 @@ sampling:
 	if frozen.Count > 0 {
 		m.HandoffMeanTicks = frozen.Sum / frozen.Count
 	}
-	fwd := func(dir string) procs.Histogram {
+	fwd := func(dir string) promscrape.Histogram {
 		return gw1.Histogram("meridian_gateway_forward_seconds", "direction", dir).Sub(gw0.Histogram("meridian_gateway_forward_seconds", "direction", dir))
 	}
 	toClient, toServer := fwd("to_client"), fwd("to_server")

@@ -2,12 +2,10 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,7 +14,7 @@ import (
 	"time"
 
 	"github.com/meridian-mmo/meridian/cellserver"
-	"github.com/meridian-mmo/meridian/sim-tests/procs"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 )
 
 // Kinds of process.
@@ -113,8 +111,8 @@ func (p *Proc) exitDesc() string {
 }
 
 // Scrape reads the process's /metrics.
-func (p *Proc) Scrape(ctx context.Context) (procs.Scrape, error) {
-	sc, err := procs.FetchMetrics(ctx, p.MetricsAddr)
+func (p *Proc) Scrape(ctx context.Context) (promscrape.Scrape, error) {
+	sc, err := promscrape.FetchMetrics(ctx, p.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Name, err)
 	}
@@ -219,31 +217,13 @@ func (p *Proc) Stop(within time.Duration) error {
 	return fmt.Errorf("%s did not exit within %v of SIGTERM: killed", p.Name, within)
 }
 
-// getJSON fetches http://addr+path and decodes a 200 answer into out.
-func getJSON(ctx context.Context, addr, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s%s: %s %s", addr, path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
 // holdings asks a cell server what it holds (GET /debug/entities).
 func (p *Proc) holdings(ctx context.Context) (cellserver.Holdings, error) {
 	var h cellserver.Holdings
 	if p.Kind != KindCell {
 		return h, fmt.Errorf("%s is not a cell server", p.Name)
 	}
-	if err := getJSON(ctx, p.MetricsAddr, "/debug/entities", &h); err != nil {
+	if err := promscrape.GetJSON(ctx, p.MetricsAddr, "/debug/entities", &h); err != nil {
 		return h, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	return h, nil

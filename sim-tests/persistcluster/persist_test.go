@@ -13,7 +13,7 @@ import (
 	"github.com/meridian-mmo/meridian/client"
 	"github.com/meridian-mmo/meridian/internal/pgtest"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
-	"github.com/meridian-mmo/meridian/sim-tests/procs"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -162,7 +162,7 @@ func TestItemsConservedAcrossServersAndCrash(t *testing.T) {
 				return false, err.Error()
 			}
 			stored, pending := sc.Sum("meridian_critical_events_total", "result", "stored"), sc.Sum("meridian_outbox_pending")
-			if !slices.ContainsFunc(sc, func(s procs.Sample) bool { return s.Name == "meridian_outbox_pending" }) {
+			if !slices.ContainsFunc(sc, func(s promscrape.Sample) bool { return s.Name == "meridian_outbox_pending" }) {
 				return false, "no outbox gauge yet"
 			}
 			return pending == 0, fmt.Sprintf("%v stored since start, %v pending (the gauge reads the store)", stored, pending)

@@ -7,8 +7,8 @@
 //     ports, and the ends of their logs for a failed test;
 //   - ready.go: WaitFor, the poll loop the tests wait with, and the conditions they wait on
 //     before sending bots: cell servers alive in the partition map, a gateway linked to them;
-//   - promtext.go: their Prometheus /metrics, parsed (text format 0.0.4), with sums over
-//     series and histograms (quantiles, bounds, differences between two scrapes);
+//   - their Prometheus /metrics are parsed by sim-tests/promscrape (which `meridian sim` links
+//     too; this package imports testing and must stay out of the binary);
 //   - holdings.go: what cell servers hold (/debug/entities) and the check that every bot's
 //     entity is real on exactly one of them.
 //

@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/meridian-mmo/meridian/cellserver"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
 // Holdings asks a cell server what it holds (/debug/entities).
 func (p *Process) Holdings(ctx context.Context) (cellserver.Holdings, error) {
 	var h cellserver.Holdings
-	err := get(ctx, p.MetricsAddr, "/debug/entities", func(body io.Reader) error {
+	err := promscrape.Get(ctx, p.MetricsAddr, "/debug/entities", func(body io.Reader) error {
 		return json.NewDecoder(body).Decode(&h)
 	})
 	if err != nil {

@@ -112,3 +112,16 @@ func TestOneCopyEach(t *testing.T) {
 		t.Fatalf("an entity of no bot in two agreeing rounds: %q", msg)
 	}
 }
+
+// TestProcessScrape: a Process scrapes its metrics address; asking a server without
+// /debug/entities for its holdings fails naming the process, the address and the status.
+func TestProcessScrape(t *testing.T) {
+	p := fakeCell(t, "cell1", &cellserver.Holdings{})
+	if _, err := p.Scrape(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "cell1: "+p.MetricsAddr+"/metrics: 404") {
+		t.Fatalf("scraping a server without /metrics: %v", err)
+	}
+	p.MetricsAddr = strings.TrimPrefix(httptest.NewServer(http.NotFoundHandler()).URL, "http://")
+	if _, err := p.Holdings(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "cell1: "+p.MetricsAddr+"/debug/entities: 404") {
+		t.Fatalf("holdings from a server without /debug/entities: %v", err)
+	}
+}

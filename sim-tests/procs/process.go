@@ -3,9 +3,7 @@ package procs
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meridian-mmo/meridian/sim-tests/metacluster"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 )
 
 // Process is a `meridian cell` or `meridian gateway` process with the address of its metrics
@@ -26,8 +25,8 @@ type Process struct {
 }
 
 // Scrape reads the process's /metrics.
-func (p *Process) Scrape(ctx context.Context) (Scrape, error) {
-	sc, err := FetchMetrics(ctx, p.MetricsAddr)
+func (p *Process) Scrape(ctx context.Context) (promscrape.Scrape, error) {
+	sc, err := promscrape.FetchMetrics(ctx, p.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Name, err)
 	}
@@ -122,21 +121,4 @@ func LogTails(t testing.TB, ps ...*Process) {
 			t.Logf("%s log (%s), the end:\n%s", p.Name, p.LogPath, p.Logs())
 		}
 	}
-}
-
-// get fetches http://addr+path and hands the body of a 200 answer to read.
-func get(ctx context.Context, addr, path string, read func(body io.Reader) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
-	}
-	return read(resp.Body)
 }

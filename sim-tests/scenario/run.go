@@ -20,7 +20,7 @@ import (
 	"github.com/meridian-mmo/meridian/raftmeta"
 	"github.com/meridian-mmo/meridian/sim-tests/bots"
 	"github.com/meridian-mmo/meridian/sim-tests/harness"
-	"github.com/meridian-mmo/meridian/sim-tests/procs"
+	"github.com/meridian-mmo/meridian/sim-tests/promscrape"
 	"github.com/meridian-mmo/meridian/wire"
 )
 
@@ -122,8 +122,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	joined := time.Since(joinStart)
 	log.Info("bots connected", "bots", o.Bots, "in", joined.Round(time.Millisecond))
 
-	s := &sampler{cl: cl, r: r, o: o, rep: rep, start: time.Now(), log: log, last: map[string]procs.Scrape{},
-		first: map[string]procs.Scrape{}, planned: map[string]float64{}, cpu0: map[string]float64{}, cpu: map[string]float64{}}
+	s := &sampler{cl: cl, r: r, o: o, rep: rep, start: time.Now(), log: log, last: map[string]promscrape.Scrape{},
+		first: map[string]promscrape.Scrape{}, planned: map[string]float64{}, cpu0: map[string]float64{}, cpu: map[string]float64{}}
 	if err := s.baseline(ctx); err != nil {
 		return nil, err
 	}
@@ -220,11 +220,11 @@ type sampler struct {
 
 	mu      sync.Mutex
 	phase   string
-	first   map[string]procs.Scrape // each cell server's scrape when the bots started
-	last    map[string]procs.Scrape // its latest scrape (a dead server keeps its last)
-	prev    map[string]procs.Scrape // the scrape before, for per-second figures
-	planned map[string]float64      // the highest meridian_meta_planned_ops_total seen, by node and labels
-	bytes0  []uint64                // each bot's bytes received when the bots started
+	first   map[string]promscrape.Scrape // each cell server's scrape when the bots started
+	last    map[string]promscrape.Scrape // its latest scrape (a dead server keeps its last)
+	prev    map[string]promscrape.Scrape // the scrape before, for per-second figures
+	planned map[string]float64           // the highest meridian_meta_planned_ops_total seen, by node and labels
+	bytes0  []uint64                     // each bot's bytes received when the bots started
 	mp      *raftmeta.Map
 	// CPU seconds by process name when the bots started (cpu0) and at its latest scrape (cpu);
 	// self0 is this process's when the bots started.
@@ -233,7 +233,7 @@ type sampler struct {
 }
 
 // cpuSeconds is a scrape's process_cpu_seconds_total (-1 if it has none).
-func cpuSeconds(sc procs.Scrape) float64 {
+func cpuSeconds(sc promscrape.Scrape) float64 {
 	for _, x := range sc {
 		if x.Name == "process_cpu_seconds_total" {
 			return x.Value
@@ -243,7 +243,7 @@ func cpuSeconds(sc procs.Scrape) float64 {
 }
 
 // noteCPU records a process's CPU seconds from a scrape (the caller holds s.mu, or is alone).
-func (s *sampler) noteCPU(p *harness.Proc, sc procs.Scrape, first bool) {
+func (s *sampler) noteCPU(p *harness.Proc, sc promscrape.Scrape, first bool) {
 	v := cpuSeconds(sc)
 	if v < 0 {
 		return
@@ -298,8 +298,8 @@ func (s *sampler) baseline(ctx context.Context) error {
 	return nil
 }
 
-func maps(m map[string]procs.Scrape) map[string]procs.Scrape {
-	out := make(map[string]procs.Scrape, len(m))
+func maps(m map[string]promscrape.Scrape) map[string]promscrape.Scrape {
+	out := make(map[string]promscrape.Scrape, len(m))
 	for k, v := range m {
 		out[k] = v
 	}
@@ -607,9 +607,9 @@ func (s *sampler) finish(ctx context.Context, formedAt float64, joined time.Dura
 	rep.CPU = s.cpuStats(elapsed)
 	// Ticks.
 	rep.TickMS.PerServer = map[string]TickStat{}
-	var all procs.Histogram
+	var all promscrape.Histogram
 	var handoffs float64
-	var frozen procs.Histogram
+	var frozen promscrape.Histogram
 	var skipped float64
 	for _, c := range s.cl.Cells {
 		k := cellKey(c)

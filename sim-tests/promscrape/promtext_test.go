@@ -1,4 +1,4 @@
-package procs
+package promscrape
 
 import (
 	"context"
@@ -99,25 +99,31 @@ func TestHistogramAdd(t *testing.T) {
 
 func TestFetchMetrics(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/metrics" {
+		switch r.URL.Path {
+		case "/metrics":
+			_, _ = w.Write([]byte(exposition))
+		case "/debug/json":
+			_, _ = w.Write([]byte(`{"real":[1,2]}`))
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		_, _ = w.Write([]byte(exposition))
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	p := &Process{Name: "cell1", MetricsAddr: addr}
-	sc, err := p.Scrape(context.Background())
+	sc, err := FetchMetrics(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v := sc.Sum("process_cpu_seconds_total"); v != 12.25 {
 		t.Fatalf("cpu %v", v)
 	}
-	// /debug/entities is not served here: the error names the process, the address and the status.
-	_, err = p.Holdings(context.Background())
-	if err == nil || !strings.HasPrefix(err.Error(), "cell1: "+addr+"/debug/entities: 404") {
-		t.Fatalf("holdings from a server without /debug/entities: %v", err)
+	var got struct{ Real []int }
+	if err := GetJSON(context.Background(), addr, "/debug/json", &got); err != nil || !slices.Equal(got.Real, []int{1, 2}) {
+		t.Fatalf("GetJSON: %v %+v", err, got)
+	}
+	// A path not served: the error names the address, the path and the status.
+	err = GetJSON(context.Background(), addr, "/debug/entities", &got)
+	if err == nil || !strings.HasPrefix(err.Error(), addr+"/debug/entities: 404") {
+		t.Fatalf("a path not served: %v", err)
 	}
 }

@@ -1,11 +1,13 @@
-package procs
+package promscrape
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,10 +97,34 @@ func parseLabels(s string, m map[string]string) (string, error) {
 	}
 }
 
+// Get fetches http://addr+path and hands the body of a 200 answer to read; another status is an
+// error with the start of the body.
+func Get(ctx context.Context, addr, path string, read func(body io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s%s: %s %s", addr, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return read(resp.Body)
+}
+
+// GetJSON fetches http://addr+path and decodes its JSON body into out.
+func GetJSON(ctx context.Context, addr, path string, out any) error {
+	return Get(ctx, addr, path, func(body io.Reader) error { return json.NewDecoder(body).Decode(out) })
+}
+
 // FetchMetrics scrapes http://addr/metrics.
 func FetchMetrics(ctx context.Context, addr string) (Scrape, error) {
 	var sc Scrape
-	err := get(ctx, addr, "/metrics", func(body io.Reader) error {
+	err := Get(ctx, addr, "/metrics", func(body io.Reader) error {
 		var err error
 		sc, err = ParseMetrics(body)
 		return err
