@@ -80,7 +80,10 @@ var (
 // Stats are a client's counters.
 type Stats struct {
 	SnapshotsReceived uint64
-	BytesReceived     uint64 // frame bytes, headers included
+	// FullSnapshots counts the snapshots received that were not deltas (no baseline): the
+	// first of a session, and the first from each server a handoff moves the session to.
+	FullSnapshots uint64
+	BytesReceived uint64 // frame bytes, headers included
 	// DecodeErrors counts server messages the client could not decode: snapshots (including
 	// the BaselineMisses) and interactions.
 	DecodeErrors uint64
@@ -592,6 +595,9 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 	// copy; the base of a decode is always still in the history, never that buffer).
 	d.slots, snap.Slots = snap.Slots, d.slots[:0]
 	c.stats.SnapshotsReceived++
+	if h.BaselineTick == 0 {
+		c.stats.FullSnapshots++
+	}
 	if seq := snap.Header.LastInputSeq; seq >= c.stats.LastInputSeq {
 		c.stats.LastInputSeq = seq
 	} else {

@@ -115,6 +115,10 @@ func TestStatsRegressionsAndBaselines(t *testing.T) {
 	if st.TickRegressions != 2 || st.BaselineMisses != 1 || st.DecodeErrors != 1 || st.AckRegressions != 1 || st.LastInputSeq != 5 {
 		t.Fatalf("stats %+v: want 2 tick regressions, 1 baseline miss (1 decode error), 1 ack regression, last input seq 5", st)
 	}
+	// Of the three accepted (10, 11, 14), only tick 10 was not a delta; refused ones do not count.
+	if st.SnapshotsReceived != 3 || st.FullSnapshots != 1 {
+		t.Fatalf("stats %+v: want 3 snapshots received, 1 of them full", st)
+	}
 }
 
 func TestInteractionQueue(t *testing.T) {

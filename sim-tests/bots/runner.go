@@ -125,6 +125,7 @@ type Totals struct {
 	Disconnected      int
 	Ended             map[string]int
 	SnapshotsReceived uint64
+	FullSnapshots     uint64 // snapshots that were not deltas (client.Stats)
 	BytesReceived     uint64
 	DecodeErrors      uint64
 	InputsSent        uint64
@@ -422,6 +423,7 @@ func (r *Runner) Totals() Totals {
 			}
 		}
 		t.SnapshotsReceived += s.SnapshotsReceived
+		t.FullSnapshots += s.FullSnapshots
 		t.BytesReceived += s.BytesReceived
 		t.DecodeErrors += s.DecodeErrors
 		t.Flickers += s.Flickers

@@ -18,6 +18,8 @@ type Report struct {
 	Handoffs   HandoffStats   `json:"handoffs"`
 	MapChanges MapChanges     `json:"map_changes"`
 	Invariants Invariants     `json:"invariants"`
+	// Seams are what a player would see of the borders: entities blinking out of the view.
+	Seams SeamStats `json:"seams"`
 	// CPU is what each part of the local cluster cost: on one machine the bots, the gateway,
 	// the cell servers and the meta nodes share the cores, and this says which one a run ran
 	// out of.
@@ -85,6 +87,24 @@ type MapChanges struct {
 	Merges int64 `json:"merges"`
 	Shifts int64 `json:"shifts"`
 	Moves  int64 `json:"moves"`
+}
+
+// SeamStats are what the bots' clients saw of the borders over the measured part of the run
+// (client.Stats, summed over the bots).
+type SeamStats struct {
+	// Flickers: entities that left a client's view and were back within client.FlickerTicks
+	// ticks (a border or a handoff showing through).
+	Flickers uint64 `json:"flickers"`
+	// FlickersPerClientMinute is Flickers per bot per minute.
+	FlickersPerClientMinute float64 `json:"flickers_per_client_minute"`
+	// TickRegressions: snapshots whose tick did not increase (dropped by the client).
+	TickRegressions uint64 `json:"tick_regressions"`
+	// BaselineMisses: snapshots against a baseline the client did not hold (dropped).
+	BaselineMisses uint64 `json:"baseline_misses"`
+	// Snapshots: snapshots the clients received; FullSnapshots of them were not deltas (a
+	// session's first, and the first from each server a handoff moved it to).
+	Snapshots     uint64 `json:"snapshots"`
+	FullSnapshots uint64 `json:"full_snapshots"`
 }
 
 // CPUStats are the cores each part of the cluster used on average over the measured part of the

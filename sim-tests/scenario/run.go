@@ -225,6 +225,7 @@ type sampler struct {
 	prev    map[string]promscrape.Scrape // the scrape before, for per-second figures
 	planned map[string]float64           // the highest meridian_meta_planned_ops_total seen, by node and labels
 	bytes0  []uint64                     // each bot's bytes received when the bots started
+	seams0  bots.Totals                  // the bots' totals when the bots started
 	mp      *raftmeta.Map
 	// CPU seconds by process name when the bots started (cpu0) and at its latest scrape (cpu);
 	// self0 is this process's when the bots started.
@@ -295,6 +296,7 @@ func (s *sampler) baseline(ctx context.Context) error {
 	for _, c := range s.r.Clients() {
 		s.bytes0 = append(s.bytes0, c.Stats().BytesReceived)
 	}
+	s.seams0 = s.r.Totals()
 	return nil
 }
 
@@ -679,8 +681,15 @@ func (s *sampler) finish(ctx context.Context, formedAt float64, joined time.Dura
 			rep.MapChanges.Moves += int64(v)
 		}
 	}
-	// Invariants.
+	// Seams.
 	tot := s.r.Totals()
+	rep.Seams = SeamStats{Flickers: tot.Flickers - s.seams0.Flickers, TickRegressions: tot.TickRegressions - s.seams0.TickRegressions,
+		BaselineMisses: tot.BaselineMisses - s.seams0.BaselineMisses, Snapshots: tot.SnapshotsReceived - s.seams0.SnapshotsReceived,
+		FullSnapshots: tot.FullSnapshots - s.seams0.FullSnapshots}
+	if elapsed > 0 && s.o.Bots > 0 {
+		rep.Seams.FlickersPerClientMinute = float64(rep.Seams.Flickers) / float64(s.o.Bots) / (elapsed / 60)
+	}
+	// Invariants.
 	lost, dup, notes := s.settledHoldings(ctx)
 	inv := Invariants{EntitiesLost: lost, EntitiesDuplicated: dup, ClientReconnects: tot.Disconnected,
 		InputsDropped: int64(skipped) + int64(tot.InputsUnacked), Notes: notes}

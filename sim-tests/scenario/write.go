@@ -322,6 +322,17 @@ func headlineRows(servers []string) []headlineRow {
 		headlineRow{"map changes: merges", count(func(r *Report) int64 { return r.MapChanges.Merges }), false},
 		headlineRow{"map changes: shifts", count(func(r *Report) int64 { return r.MapChanges.Shifts }), false},
 		headlineRow{"map changes: moves", count(func(r *Report) int64 { return r.MapChanges.Moves }), false},
+		headlineRow{"view flickers (an entity out of a client's view and back within 5 ticks)", count(func(r *Report) int64 { return int64(r.Seams.Flickers) }), true},
+		headlineRow{"view flickers per client per minute", func(r *Report) (string, float64) {
+			return figNum(r.Seams.FlickersPerClientMinute), r.Seams.FlickersPerClientMinute
+		}, true},
+		headlineRow{"full-state snapshots (not deltas) of all received", func(r *Report) (string, float64) {
+			if r.Seams.Snapshots == 0 {
+				return "-", math.NaN()
+			}
+			v := float64(r.Seams.FullSnapshots) / float64(r.Seams.Snapshots)
+			return fmt.Sprintf("%s (%s %%)", figCount(int64(r.Seams.FullSnapshots)), figNum(100*v)), v
+		}, true},
 		headlineRow{"CPU, cores: the bots (sim process)", cores(func(r *Report) float64 { return r.CPU.Bots }), false},
 		headlineRow{"CPU, cores: the gateway", cores(func(r *Report) float64 { return r.CPU.Gateway }), false},
 		headlineRow{"CPU, cores: the cell servers", cores(func(r *Report) float64 { return r.CPU.Cells }), true},

@@ -32,6 +32,7 @@ func syntheticReport(partitioning string, slow float64) *Report {
 		Handoffs:   HandoffStats{Count: 517, LatencyMSP99: 150},
 		MapChanges: MapChanges{Splits: 4, Merges: 2, Shifts: 17, Moves: 3},
 		Invariants: Invariants{OK: true},
+		Seams:      SeamStats{Flickers: 12, FlickersPerClientMinute: 0.04, Snapshots: 360000},
 		CPU: CPUStats{MachineCores: 2, Bots: 0.8, Gateway: 0.5, Cells: 0.4, PerCell: map[string]float64{"1": 0.25, "2": 0.15},
 			Meta: 0.1, Total: 1.8},
 		Phases: []Phase{
@@ -118,7 +119,7 @@ var writeTestHeadlines = []string{
 	"| map changes: splits | 4 |", "| map changes: merges | 2 |", "| map changes: shifts | 17 |", "| map changes: moves | 3 |",
 	"SIGKILL cell server 3", "4.20 s", "near the 50 ms budget", "boss fight",
 	"**Invariants: OK**",
-	"| CPU, cores: the bots (sim process) | 0.80 of 2 |", "| CPU, cores: the cell servers | 0.40 of 2 |",
+	"| CPU, cores: the bots (sim process) | 0.80 of 2 |", "| view flickers per client per minute | 0.040 |", "| CPU, cores: the cell servers | 0.40 of 2 |",
 	"Reproduce: `meridian sim hotspot --seed 42 --bots 300 --servers 3 --duration 60s --partitioning dynamic`",
 	"300 bots, 3 servers, dynamic partitioning, 60.0 s, seed 42, PostgreSQL: yes.",
 }
