@@ -44,6 +44,35 @@ func (w *World) UpsertGhost(g Ghost) error {
 	return nil
 }
 
+// extrapolate returns s moved dt ticks at its own velocity as move() would move it (an axis
+// stopped by a world bound loses its velocity); a negative dt moves it back (clamped into the
+// world). A state outside the world or with a velocity out of bounds is returned unchanged (the
+// caller's validation rejects it).
+func (w *World) extrapolate(s wire.EntityState, dt int) wire.EntityState {
+	if dt == 0 || (s.VX == 0 && s.VZ == 0) || w.validState(1, s) != nil {
+		return s
+	}
+	axis := func(p, v *int32, lo, hi int32) {
+		q := int64(*p) + int64(*v)*int64(dt)
+		switch {
+		case q < int64(lo):
+			q = int64(lo)
+			if dt > 0 {
+				*v = 0
+			}
+		case q > int64(hi):
+			q = int64(hi)
+			if dt > 0 {
+				*v = 0
+			}
+		}
+		*p = int32(q)
+	}
+	axis(&s.X, &s.VX, w.minX, w.maxX)
+	axis(&s.Z, &s.VZ, w.minZ, w.maxZ)
+	return s
+}
+
 // RemoveGhost removes a ghost as of the next Step; false if id is not a ghost here.
 func (w *World) RemoveGhost(id wire.EntityID) bool {
 	r, ok := w.st.lookup(id)

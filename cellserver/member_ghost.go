@@ -202,12 +202,26 @@ func (m *Member) onGhosts(from raftmeta.ServerID, msg wire.GhostsMsg, t wire.Tic
 			continue
 		}
 		st := wire.EntityState{X: r.X, Y: r.Y, Z: r.Z, VX: r.VX, VZ: r.VZ, Yaw: r.Yaw, Kind: r.Kind, Action: r.Action}
+		// The state is of the owner's tick msg.Tick; this tick's move() adds one more tick.
+		// Place it where the owner's own extrapolation has it at t-1, so that however late or
+		// early the update came (ticks share one grid; delivery takes 0, 1 or more ticks and
+		// varies), the ghost is at the owner's state of tick t: a client's delta against a
+		// prediction then sees no jump back or ahead at every change of latency.
+		st = m.world.extrapolate(st, ghostLead(t, msg.Tick, m.cfg.GhostExpireTicks))
 		if err := m.world.UpsertGhost(Ghost{ID: r.ID, State: st}); err != nil {
 			m.stats.ImportErrors++
 			continue
 		}
 		m.ghostOf[r.ID] = ghostMeta{owner: from, auth: r.AuthEpoch, seen: t, player: r.PlayerID}
 	}
+}
+
+// ghostLead is how many ticks a ghost update of the owner's tick of is extrapolated when it is
+// applied before the Step of tick t: t-1-of, bounded by ±expire (ticks name one instant on
+// every server, but a wild clock must not fling ghosts far).
+func ghostLead(t, of wire.Tick, expire int) int {
+	d := int64(t) - 1 - int64(of)
+	return int(min(max(d, -int64(expire)), int64(expire)))
 }
 
 // onGhostGone drops ghosts their owner no longer sends, unless a newer owner's update came.
