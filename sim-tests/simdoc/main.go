@@ -1,7 +1,8 @@
 // Command simdoc regenerates the blocks of docs/performance.md that `make sim` measures, from
 // the reports `meridian sim` wrote: the hotspot at each bot count (<reports>/hotspot/scaling.json)
-// and a row per other scenario (<reports>/<scenario>/report.json). Only the text between a
-// block's markers changes; a block whose reports are missing is left as it was, and said so.
+// and a row per other scenario (<reports>/<scenario>/report.json), and copies the scaling plot
+// beside the document (ScalingPlot). Only the text between a block's markers changes; a block
+// whose reports are missing is left as it was, and said so.
 //
 //	go run ./sim-tests/simdoc [-reports sim-report] [-doc docs/performance.md]
 package main
@@ -16,6 +17,9 @@ import (
 
 	"github.com/meridian-mmo/meridian/sim-tests/scenario"
 )
+
+// ScalingPlot is the file, beside the document, the scaling run's plot is copied to.
+const ScalingPlot = "sim-hotspot-scaling.svg"
 
 func main() {
 	reports := flag.String("reports", "sim-report", "the directory `make sim` wrote its reports to")
@@ -45,6 +49,14 @@ func run(reports, doc string) error {
 			return err
 		}
 		updated++
+		// The plot goes beside the document, which shows it.
+		svg, err := os.ReadFile(filepath.Join(scalingDir, "scaling.svg"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(doc), ScalingPlot), svg, 0o644); err != nil {
+			return err
+		}
 	}
 
 	var runs []*scenario.Report

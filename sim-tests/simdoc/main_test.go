@@ -75,6 +75,9 @@ func TestRun(t *testing.T) {
 		!strings.HasPrefix(got, "# Performance\n\nanalysis\n\n"+scalingBegin) {
 		t.Errorf("after the scaling run:\n%s", got)
 	}
+	if svg, err := os.ReadFile(filepath.Join(dir, ScalingPlot)); err != nil || !strings.HasPrefix(string(svg), "<svg") {
+		t.Errorf("the scaling plot was not copied beside the document: %v", err)
+	}
 	// A document without the markers is an error, and is not written.
 	bare := filepath.Join(dir, "bare.md")
 	if err := os.WriteFile(bare, []byte("# nothing\n"), 0o644); err != nil {
