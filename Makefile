@@ -40,7 +40,7 @@ demo: build
 # The full scenarios of `meridian sim`: the hotspot, dynamic vs static partitioning, at 250, 500,
 # 750, 1 000 and 2 000 bots (sim-report/hotspot/scaling.md), then every other scenario at 500
 # bots; then the generated blocks of docs/performance.md are rewritten from the reports
-# (sim-tests/simdoc; the analysis around them is a person's). About 35 minutes on 2 cores.
+# (sim-tests/simdoc; the analysis around them is a person's). 25–30 minutes on 2 cores.
 # A run whose invariants fail (the crowd outgrew the machine) is reported, not fatal here.
 SIM_SCALE ?= 250,500,750,1000,2000
 sim: build
