@@ -120,7 +120,8 @@ type Stats struct {
 }
 
 // FlickerTicks is the longest absence (in ticks, from the first snapshot without the entity to
-// the one it is back in) that Stats.Flickers counts.
+// the one it is back in) that Stats.Flickers counts. After a gap of more than FlickerTicks
+// between two snapshots, the absence counts from the tick after the last snapshot with it.
 const FlickerTicks = 5
 
 // Flicker is one entity that left the view and came back within FlickerTicks, as seen in the
@@ -581,7 +582,7 @@ func (c *Client) onSnapshot(payload []byte, snap *wire.Snapshot) (wire.Tick, boo
 		return 0, false
 	}
 	if c.count > 0 {
-		c.diffView(c.history[c.head].slots, snap.Slots, h.ServerTick)
+		c.diffView(c.history[c.head].slots, snap.Slots, c.history[c.head].tick, h.ServerTick)
 	}
 	c.head = (c.head + 1) % len(c.history)
 	if c.count < len(c.history) {
@@ -647,7 +648,15 @@ func (c *Client) decodeError(err error) {
 // FlickerTicks of having left is a flicker. Slots mostly keep their entity, so only the slots
 // that changed are looked at; an entity that moved to another slot neither left nor entered.
 // Callers hold c.mu.
-func (c *Client) diffView(prev, cur []wire.ViewSlot, tick wire.Tick) {
+func (c *Client) diffView(prev, cur []wire.ViewSlot, prevTick, tick wire.Tick) {
+	// What is missing left at this snapshot; after a gap longer than FlickerTicks (the session
+	// resumed on another server after an outage, or it stalled) nothing was seen in between, so
+	// it left just after the previous view: entities that pop in over the first ticks after a
+	// resume (re-created a tick later, or ghosted a tick later) are not flickers.
+	leftAt := tick
+	if tick-prevTick > FlickerTicks {
+		leftAt = prevTick + 1
+	}
 	c.gone, c.came = c.gone[:0], c.came[:0]
 	for i := range max(len(prev), len(cur)) {
 		var p, q wire.EntityID
@@ -703,7 +712,7 @@ func (c *Client) diffView(prev, cur []wire.ViewSlot, tick wire.Tick) {
 	}
 	for _, id := range c.gone {
 		if id != 0 {
-			c.left[id] = tick
+			c.left[id] = leftAt
 		}
 	}
 }

@@ -72,6 +72,34 @@ func TestStatsFlickers(t *testing.T) {
 	}
 }
 
+// TestStatsNoFlickerAfterGap: after a gap of more than FlickerTicks between two snapshots (a
+// session resumed on another server after its server died), entities that are missing from the
+// first snapshot and pop in a tick later are no flickers: they were not seen since before the
+// gap. The same ticks after a short gap are.
+func TestStatsNoFlickerAfterGap(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ticks [3]wire.Tick
+		want  uint64
+	}{
+		{"resumed after 129 ticks", [3]wire.Tick{249, 378, 380}, 0},
+		{"a gap of FlickerTicks+1", [3]wire.Tick{10, 10 + FlickerTicks + 1, 10 + FlickerTicks + 2}, 0},
+		{"a gap of FlickerTicks", [3]wire.Tick{10, 10 + FlickerTicks, 10 + FlickerTicks + 1}, 2},
+		{"no gap", [3]wire.Tick{10, 11, 12}, 2},
+	} {
+		c := newTestClient()
+		views := [][]wire.ViewSlot{view(1, 2, 3), view(1), view(1, 2, 3)}
+		for i, v := range views {
+			if !feed(t, c, tc.ticks[i], 0, 0, nil, v) {
+				t.Fatalf("%s: tick %d refused", tc.name, tc.ticks[i])
+			}
+		}
+		if got := c.Stats().Flickers; got != tc.want {
+			t.Errorf("%s: %d flickers, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 // TestStatsFlickerFullState: a new owner's full-state view that assigns every slot anew is no
 // flicker, however many entities changed slots.
 func TestStatsFlickerFullState(t *testing.T) {
