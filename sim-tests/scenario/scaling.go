@@ -518,26 +518,10 @@ func scalePanelSVG(b *svgBuf, pn chartPanel, idx int, ox, oy float64, ax scaleAx
 		}
 		b.p("</g>\n")
 	}
-	if !haveData {
-		b.p(`<text x="%s" y="%s" font-size="16" fill="#888" text-anchor="middle">no data</text>`+"\n",
-			svgNum((left+right)/2), svgNum((top+bottom)/2))
-	}
-	b.p(`<rect x="%s" y="%s" width="%s" height="%s" fill="none" stroke="#333"/>`+"\n",
-		svgNum(left), svgNum(top), svgNum(plotW), svgNum(pn.plotH))
-
-	ly := bottom + chartAxisH + 4
-	xs, ys, _ := svgLegendLayout(svgLineLabels(pn.lines), plotW)
-	b.p(`<g font-size="11">` + "\n")
-	for i, l := range pn.lines {
-		x, yy := left+xs[i], ly+ys[i]
-		dash := ""
-		if l.dash != "" {
-			dash = ` stroke-dasharray="` + l.dash + `"`
-		}
-		b.p(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2.5"%s/>`, svgNum(x), svgNum(yy), svgNum(x+20), svgNum(yy), l.colour, dash)
-		scaleMarker(b, i, x+10, yy, l.colour, l.label)
-		b.p(`<text x="%s" y="%s">%s</text>`+"\n", svgNum(x+26), svgNum(yy+4), svgEsc(l.label))
-	}
+	chartFrame(b, left, top, right, bottom, pn.plotH, haveData)
+	chartLegend(b, pn.lines, left, bottom+chartAxisH+4, plotW, func(i int, x, y float64, l chartLine) {
+		scaleMarker(b, i, x, y, l.colour, l.label)
+	})
 	b.p("</g>\n</g>\n")
 }
 

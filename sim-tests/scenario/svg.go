@@ -728,28 +728,42 @@ func chartPanelSVG(b *svgBuf, pn chartPanel, idx int, y, plotW, xlo, xhi float64
 		b.p("</g>\n")
 	}
 	b.p("</g>\n")
+	chartFrame(b, left, top, right, bottom, pn.plotH, haveData)
+	ly := bottom + chartAxisH + 4
+	rows := chartLegend(b, pn.lines, left, ly, plotW, nil)
+	b.p("</g>\n</g>\n")
+	return ly + float64(rows)*18 + 14 - 4
+}
+
+// chartFrame says "no data" in a panel that has none, and frames its plot area.
+func chartFrame(b *svgBuf, left, top, right, bottom, plotH float64, haveData bool) {
 	if !haveData {
 		b.p(`<text x="%s" y="%s" font-size="16" fill="#888" text-anchor="middle">no data</text>`+"\n",
 			svgNum((left+right)/2), svgNum((top+bottom)/2))
 	}
 	b.p(`<rect x="%s" y="%s" width="%s" height="%s" fill="none" stroke="#333"/>`+"\n",
-		svgNum(left), svgNum(top), svgNum(plotW), svgNum(pn.plotH))
+		svgNum(left), svgNum(top), svgNum(right-left), svgNum(plotH))
+}
 
-	// Legend.
-	ly := bottom + chartAxisH + 4
-	xs, ys, rows := svgLegendLayout(svgLineLabels(pn.lines), plotW)
+// chartLegend draws a panel's legend from y ly down, a sample of each line and its label
+// (marker, if set, also draws the line's point marker on the sample), and returns its rows.
+// It leaves the legend's group open for the caller to close.
+func chartLegend(b *svgBuf, lines []chartLine, left, ly, width float64, marker func(i int, x, y float64, l chartLine)) int {
+	xs, ys, rows := svgLegendLayout(svgLineLabels(lines), width)
 	b.p(`<g font-size="11">` + "\n")
-	for i, l := range pn.lines {
+	for i, l := range lines {
 		x, yy := left+xs[i], ly+ys[i]
 		dash := ""
 		if l.dash != "" {
 			dash = ` stroke-dasharray="` + l.dash + `"`
 		}
 		b.p(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2.5"%s/>`, svgNum(x), svgNum(yy), svgNum(x+20), svgNum(yy), l.colour, dash)
+		if marker != nil {
+			marker(i, x+10, yy, l)
+		}
 		b.p(`<text x="%s" y="%s">%s</text>`+"\n", svgNum(x+26), svgNum(yy+4), svgEsc(l.label))
 	}
-	b.p("</g>\n</g>\n")
-	return ly + float64(rows)*18 + 14 - 4
+	return rows
 }
 
 // chartSeriesRange is the time axis of a report's charts: its samples, phases and faults.
