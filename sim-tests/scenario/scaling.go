@@ -428,21 +428,7 @@ func scalePanelSVG(b *svgBuf, pn chartPanel, idx int, ox, oy float64, ax scaleAx
 	bottom := top + pn.plotH
 	right := left + plotW
 
-	lo, hi, haveData := pn.yMin, math.Inf(-1), false
-	for _, l := range pn.lines {
-		for _, v := range l.ys {
-			if svgFinite(v) {
-				lo, hi, haveData = min(lo, v), max(hi, v), true
-			}
-		}
-	}
-	for _, r := range pn.refs {
-		lo, hi = min(lo, r.y), max(hi, r.y)
-	}
-	if !(hi > lo) {
-		hi = lo + 1
-	}
-	hi += 0.05 * (hi - lo)
+	lo, hi, haveData := pn.yRange()
 	ystep := svgNiceStep(hi-lo, 5)
 	lo = math.Floor(lo/ystep+1e-9) * ystep
 	hi = math.Ceil(hi/ystep-1e-9) * ystep

@@ -598,17 +598,11 @@ func svgLineLabels(ls []chartLine) []string {
 	return out
 }
 
-// chartPanelSVG draws one panel from top y and returns where the next one starts.
-func chartPanelSVG(b *svgBuf, pn chartPanel, idx int, y, plotW, xlo, xhi float64, deco chartDeco) float64 {
-	b.p(`<g id="panel-%d">`+"\n", idx)
-	b.p(`<text x="%s" y="%s" font-size="13" font-weight="bold">%s</text>`+"\n", svgNum(svgMargin), svgNum(y+14), svgEsc(pn.title))
-	top := y + chartTitleH
-	left := chartLeft
-	bottom := top + pn.plotH
-	right := left + plotW
-
-	// The y range: from yMin (or lower values) to above the highest value and reference line.
-	lo, hi, haveData := pn.yMin, math.Inf(-1), false
+// yRange is a panel's y axis: from yMin (or lower values) to above its highest value and
+// reference line, with headroom for the reference labels; haveData says whether any line has a
+// finite value.
+func (pn chartPanel) yRange() (lo, hi float64, haveData bool) {
+	lo, hi = pn.yMin, math.Inf(-1)
 	for _, l := range pn.lines {
 		for _, v := range l.ys {
 			if svgFinite(v) {
@@ -622,7 +616,20 @@ func chartPanelSVG(b *svgBuf, pn chartPanel, idx int, y, plotW, xlo, xhi float64
 	if !(hi > lo) {
 		hi = lo + 1
 	}
-	hi += 0.05 * (hi - lo) // headroom for the reference labels
+	hi += 0.05 * (hi - lo)
+	return lo, hi, haveData
+}
+
+// chartPanelSVG draws one panel from top y and returns where the next one starts.
+func chartPanelSVG(b *svgBuf, pn chartPanel, idx int, y, plotW, xlo, xhi float64, deco chartDeco) float64 {
+	b.p(`<g id="panel-%d">`+"\n", idx)
+	b.p(`<text x="%s" y="%s" font-size="13" font-weight="bold">%s</text>`+"\n", svgNum(svgMargin), svgNum(y+14), svgEsc(pn.title))
+	top := y + chartTitleH
+	left := chartLeft
+	bottom := top + pn.plotH
+	right := left + plotW
+
+	lo, hi, haveData := pn.yRange()
 	ystep := svgNiceStep(hi-lo, 5)
 	lo = math.Floor(lo/ystep+1e-9) * ystep
 	hi = math.Ceil(hi/ystep-1e-9) * ystep
